@@ -1,0 +1,41 @@
+# evalsuite: every target creates .venv and installs the project when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.evalsuite-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow test-all bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on the built-in data: train the demo CNN, export ONNX, run, write reports/demo/.
+demo: $(STAMP)
+	$(BIN)/evalsuite demo --out reports/demo
+
+## The test suite CI runs (slow tests excluded; see test-slow).
+test: $(STAMP)
+	CI=$${CI:-1} $(BIN)/python -m pytest -m "not slow and not gpu" -q $(PYTEST_ARGS)
+
+## Long parity grids and acceptance-sized checks.
+test-slow: $(STAMP)
+	CI=$${CI:-1} $(BIN)/python -m pytest -m "slow" -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	CI=$${CI:-1} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## Side-by-side speed benchmarks against the reference libraries (results in benchmarks/results/).
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check evalsuite training tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,398 @@
+"""Command-line interface: thin wrappers that parse flags, call the API and map errors to exit codes.
+
+Exit codes: 0 every gate passed (or nothing to gate), 1 a FAIL gate, 2 bad input or usage
+(one-line message, no traceback), 3 an internal error (a bug: rerun with ``--debug`` for the
+traceback), 130 interrupted. Heavy modules are imported inside the handlers so ``--help`` is
+fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError, UsageError
+
+PROG = "evalsuite"
+# Sub-commands that live with their feature; each module exposes register(subparsers).
+PLUGIN_COMMANDS: tuple[str, ...] = ()
+LISTABLE = {
+    "suites": "evalsuite.suites:list_entries",
+    "presets": "evalsuite.cli:_list_presets",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage dumps."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _csv_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _size(text: str) -> list[int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or H,W with positive sizes, got {text!r}")
+    return vals
+
+
+def _class_names(text: str) -> list[str]:
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                names = [line.strip() for line in fh if line.strip()]
+        except OSError:
+            raise argparse.ArgumentTypeError(f"cannot read class names file {path}") from None
+        return names
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model preprocessing (override what the model file says)")
+    g.add_argument("--checkpoint", help="weights for timm:<name> models (.safetensors or a plain state dict)")
+    g.add_argument("--input-size", type=_size, metavar="H,W", help="model input size, e.g. 224 or 224,224")
+    g.add_argument("--resize", type=_positive_int, metavar="N", help="resize shorter side to N, then centre-crop to --input-size")
+    g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation")
+    g.add_argument("--mean", type=_csv_floats, metavar="R,G,B", help="per-channel mean applied to [0,1] RGB")
+    g.add_argument("--std", type=_csv_floats, metavar="R,G,B", help="per-channel std applied to [0,1] RGB")
+    g.add_argument("--class-names", type=_class_names, metavar="A,B,...|@FILE", help="class names in logit order")
+    g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the network expects")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING
+    if getattr(args, "verbose", 0):
+        level = logging.INFO if args.verbose == 1 else logging.DEBUG
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------- run
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evalsuite.api import run
+    from evalsuite.config import RunConfig
+
+    suite_overrides: dict[str, dict[str, Any]] = {}
+    if args.corruption_backend:
+        suite_overrides.setdefault("corruption", {})["backend"] = args.corruption_backend
+    if args.devices:
+        suite_overrides.setdefault("device", {})["profiles_file"] = args.devices
+    if args.device_column:
+        suite_overrides.setdefault("device", {})["device_column"] = args.device_column
+    if args.calibration_data:
+        suite_overrides.setdefault("calibration", {})["calibration_data"] = args.calibration_data
+    flags = {
+        "model": args.model,
+        "data": args.data,
+        "out_dir": args.out,
+        "suite": args.suite,
+        "policy": args.policy,
+        "baseline": args.baseline,
+        "seed": args.seed,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "limit": args.limit,
+        "sample": args.sample,
+        "resume": args.resume or None,
+        "skip_bad_images": args.skip_bad_images or None,
+        "checkpoint": args.checkpoint,
+        "model_overrides": _model_overrides(args) or None,
+        "suite_overrides": suite_overrides or None,
+    }
+    if args.config:
+        config = RunConfig.from_yaml(args.config, **flags)
+    else:
+        defaults = {"out_dir": "reports/run", "suite": "standard", "seed": 0, "device": "auto", "batch_size": 64}
+        for k, v in defaults.items():
+            if flags.get(k) is None:
+                flags[k] = v
+        if flags["data"] is None:
+            raise UsageError("--data is required (a folder, a CSV/Parquet manifest, an .npz or builtin:digits)")
+        config = RunConfig(**{k: v for k, v in flags.items() if v is not None})
+    outcome = run(config)
+    _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
+    return outcome.exit_code
+
+
+def _print_outcome(results: dict[str, Any], outcomes: list[Any], out_dir: Any) -> None:
+    from evalsuite.gates import verdict
+
+    v = verdict(outcomes) if outcomes else "PASS"
+    acc = results.get("metrics", {}).get("clean", {}).get("accuracy", {})
+    lines = [f"{v}: {sum(o.status == 'FAIL' for o in outcomes)} failed, {sum(o.status == 'WARN' for o in outcomes)} warned, "
+             f"{sum(o.status == 'PASS' for o in outcomes)} passed gates"]
+    if acc:
+        lo, hi = acc.get("ci") or (None, None)
+        lines.append(f"clean accuracy {acc.get('value', float('nan')):.4f} (95% CI {lo:.4f}-{hi:.4f}, n={acc.get('n')})"
+                     if lo is not None else f"clean accuracy {acc.get('value')}")
+    for o in outcomes:
+        if o.status in ("FAIL", "WARN"):
+            lines.append(f"  {o.status} {o.gate.name}: {o.message}")
+    lines.append(f"scorecard: {os.path.join(str(out_dir), 'scorecard.html')}")
+    print("\n".join(lines))
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="evaluate a model and gate it (the main job)", description=(
+        "Evaluate MODEL on --data with the suites of --suite, write results.json, junit.xml, summary.md and "
+        "scorecard.html to --out, and exit 0 (all gates pass), 1 (a FAIL gate) or 2 (bad input)."))
+    p.add_argument("model", help="model.onnx, model.pt (TorchScript), model.pt2 (torch.export) or timm:<name>")
+    p.add_argument("--data", help="image folder, manifest .csv/.parquet, .npz, or builtin:digits[:train|val|test|all]")
+    p.add_argument("--suite", help="suite preset (quick, standard, full) or a suite YAML (default: standard)")
+    p.add_argument("--policy", help="policy YAML (default: the built-in default policy)")
+    p.add_argument("--baseline", help="baseline results.json for max_drop gates and mCE")
+    p.add_argument("--out", help="output folder (default: reports/run)")
+    p.add_argument("--config", help="run config YAML with the same keys as the flags (flags win)")
+    p.add_argument("--seed", type=int, help="seed for sampling, corruptions and attacks (default: 0)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: 64)")
+    p.add_argument("--workers", type=_positive_int, help="image decoding threads (default: up to 8)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only the first N samples")
+    p.add_argument("--sample", type=_positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
+    p.add_argument("--resume", action="store_true", help="reuse predictions of conditions already completed in --out")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (counted in results) instead of failing")
+    p.add_argument("--corruption-backend", choices=("torch", "reference"), help="corruption engine (default: torch)")
+    p.add_argument("--devices", metavar="FLEET.yaml", help="device profiles file for the device suite")
+    p.add_argument("--device-column", metavar="COLUMN", help="data column naming the capturing device (real device shift)")
+    p.add_argument("--calibration-data", metavar="DATA", help="separate data to fit the temperature on")
+    _add_model_flags(p)
+    p.set_defaults(func=_cmd_run)
+
+
+# -------------------------------------------------------------------------------- gate/report
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.api import regate
+    from evalsuite.report import render_junit, render_summary
+    from evalsuite.results import atomic_write_text, iter_metric_paths, load_results
+
+    if args.list_metrics:
+        results = load_results(args.results)
+        for path, leaf in iter_metric_paths(results.get("metrics", {})):
+            print(f"{path}\t{leaf.get('value')}")
+        return 0
+    results, outcomes = regate(args.results, args.policy, args.baseline)
+    results_path = Path(args.results)
+    out = Path(args.out) if args.out else (results_path if results_path.is_dir() else results_path.parent)
+    atomic_write_text(out / "junit.xml", render_junit(results, outcomes))
+    summary = render_summary(results, outcomes)
+    atomic_write_text(out / "summary.md", summary)
+    _write_gates_json(outcomes, out)
+    print(summary)
+    from evalsuite.gates import exit_code
+
+    return exit_code(outcomes)
+
+
+def _write_gates_json(outcomes: list[Any], out: Any) -> None:
+    from pathlib import Path
+
+    from evalsuite.results import atomic_write_text
+
+    atomic_write_text(Path(out) / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.api import regate
+    from evalsuite.report import render_scorecard
+    from evalsuite.results import atomic_write_text
+
+    results, outcomes = regate(args.results, args.policy, args.baseline)
+    src = Path(args.results)
+    base = src if src.is_dir() else src.parent
+    out = Path(args.out) if args.out else base / "scorecard.html"
+    atomic_write_text(out, render_scorecard(results, outcomes, base))
+    print(f"scorecard: {out}")
+    return 0
+
+
+def _add_gate_report(sub: Any) -> None:
+    p = sub.add_parser("gate", help="re-evaluate a policy against stored results (no model run)")
+    p.add_argument("results", help="results.json (or the folder holding it)")
+    p.add_argument("--policy", help="policy YAML (default: built-in default policy)")
+    p.add_argument("--baseline", help="baseline results.json for max_drop gates")
+    p.add_argument("--out", help="folder for junit.xml and summary.md (default: beside results.json)")
+    p.add_argument("--list-metrics", action="store_true", help="print every gateable metric path and value")
+    p.set_defaults(func=_cmd_gate)
+    p = sub.add_parser("report", help="re-render scorecard.html from stored results (no model run)")
+    p.add_argument("results", help="results.json (or the folder holding it)")
+    p.add_argument("--policy", help="policy YAML for the verdict (default: built-in default policy)")
+    p.add_argument("--baseline", help="baseline results.json for max_drop gates")
+    p.add_argument("--out", help="output HTML path (default: scorecard.html beside results.json)")
+    p.set_defaults(func=_cmd_report)
+
+
+# --------------------------------------------------------------------- inspect / ls / schema
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from evalsuite.models import inspect_model
+
+    info = inspect_model(args.model, device=args.device, checkpoint=args.checkpoint, overrides=_model_overrides(args) or None)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _list_presets() -> list[tuple[str, str]]:
+    import yaml
+    from importlib import resources
+
+    from evalsuite.config import PRESET_PACKAGE, preset_names
+
+    out = []
+    for name in preset_names():
+        if name.startswith("policy-"):
+            continue
+        data = yaml.safe_load(resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")) or {}
+        suites = ", ".join(data.get("suites", {}))
+        out.append((name, f"[{suites}] {str(data.get('description', '')).strip()}"))
+    return out
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from evalsuite.registry import did_you_mean
+
+    if args.kind not in LISTABLE:
+        raise UsageError(f"cannot list {args.kind!r}{did_you_mean(args.kind, list(LISTABLE))}; choose from {', '.join(LISTABLE)}")
+    module, attr = LISTABLE[args.kind].split(":")
+    entries = getattr(importlib.import_module(module), attr)()
+    width = max((len(n) for n, _ in entries), default=0)
+    for name, desc in entries:
+        print(f"{name.ljust(width)}  {desc}")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from evalsuite.results import JSON_SCHEMA
+
+    print(json.dumps(JSON_SCHEMA, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from evalsuite.demo import run_demo
+
+    outcome = run_demo(out_dir=args.out, suite=args.suite, device=args.device, epochs=args.epochs, seed=args.seed)
+    _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
+    return outcome.exit_code
+
+
+def _add_misc(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="print what evalsuite found in a model file (inputs, preprocessing, classes)")
+    p.add_argument("model", help="model.onnx, model.pt, model.pt2 or timm:<name>")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_flags(p)
+    p.set_defaults(func=_cmd_inspect)
+    p = sub.add_parser("ls", help="list plug-ins: " + ", ".join(LISTABLE))
+    p.add_argument("kind", help="what to list: " + ", ".join(LISTABLE))
+    p.set_defaults(func=_cmd_ls)
+    p = sub.add_parser("schema", help="print the JSON Schema of results.json")
+    p.set_defaults(func=_cmd_schema)
+    p = sub.add_parser("demo", help="train a small CNN on builtin:digits, export ONNX, run the standard suite")
+    p.add_argument("--out", default="reports/demo", help="output folder (default: reports/demo)")
+    p.add_argument("--suite", default="standard", help="suite preset or YAML (default: standard)")
+    p.add_argument("--epochs", type=_positive_int, default=12, help="training epochs (default: 12)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Decide whether an image classifier is fit to ship.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_run(sub)
+    _add_gate_report(sub)
+    _add_misc(sub)
+    for module in PLUGIN_COMMANDS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("evalsuite")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args)
+    try:
+        return int(args.func(args) or 0)
+    except EvalsuiteError as exc:
+        msg = " ".join(str(exc).split())
+        sys.stderr.write(f"{PROG}: error: {msg}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
+        if args.debug:
+            raise
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --debug for the traceback)\n")
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Run configuration: CLI flags over an optional YAML config file over suite presets.
+
+A :class:`RunConfig` is the whole description of a run. The resolved configuration (every
+suite's options after presets and overrides) is written to ``<out>/config.json`` and its hash
+goes into results.json provenance, so a scorecard can always be traced to what ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import UsageError
+from evalsuite.registry import did_you_mean
+
+PRESET_PACKAGE = "evalsuite.presets"
+
+
+@dataclass
+class RunConfig:
+    """Everything ``evalsuite run`` needs. Field names match the CLI flags (``--batch-size``)."""
+
+    model: str
+    data: str
+    out_dir: str = "reports/run"
+    suite: str = "standard"
+    policy: str | None = None
+    baseline: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int | None = None
+    limit: int | None = None
+    sample: int | None = None
+    resume: bool = False
+    skip_bad_images: bool = False
+    checkpoint: str | None = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache_limit_mb: int = 4096
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        for name in ("limit", "sample"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UsageError(f"--{name} must be >= 1, got {v}")
+        if self.limit is not None and self.sample is not None:
+            raise UsageError("use either --limit or --sample, not both")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {self.workers}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:
+        """Load a run config file; keyword ``overrides`` (from the CLI) win over the file."""
+        data = load_yaml_mapping(path, what="run config")
+        data = {k.replace("-", "_"): v for k, v in data.items()}
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise UsageError(
+                f"run config {path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(valid))}"
+            )
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise UsageError(f"run config {path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; one-line errors for every failure."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise UsageError(f"{what} is not a file: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"{what} {p} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {p} is not a UTF-8 text file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {p} must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def preset_names() -> list[str]:
+    """Names of the suite presets shipped in ``evalsuite/presets``."""
+    return sorted(
+        p.name[: -len(".yaml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
+    """Resolve ``--suite`` (a preset name or a YAML path) to ``{suite name: options}``.
+
+    The YAML holds ``suites:`` mapping suite names to option mappings (``{}`` for defaults).
+    """
+    import yaml
+
+    if spec.endswith((".yaml", ".yml")) or "/" in spec:
+        data = load_yaml_mapping(spec, what="suite file")
+        origin = spec
+    else:
+        names = preset_names()
+        if spec not in names:
+            raise UsageError(f"unknown suite preset {spec!r}{did_you_mean(spec, names)}; presets: {', '.join(names)}")
+        text = resources.files(PRESET_PACKAGE).joinpath(f"{spec}.yaml").read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        origin = f"preset {spec}"
+    unknown = sorted(set(data) - {"suites", "description"})
+    if unknown:
+        raise UsageError(f"{origin}: unknown key {unknown[0]!r}; expected 'suites' (and optional 'description')")
+    suites = data.get("suites") or {}
+    if not isinstance(suites, dict):
+        raise UsageError(f"{origin}: 'suites' must map suite names to option mappings")
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in suites.items():
+        if opts is None:
+            opts = {}
+        if not isinstance(opts, dict):
+            raise UsageError(f"{origin}: options of suite {name!r} must be a mapping, got {type(opts).__name__}")
+        out[str(name)] = dict(opts)
+    return out
+
+
+def resolve_suites(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """The preset's suites with ``config.suite_overrides`` merged in (overrides win)."""
+    suites = load_suite_spec(config.suite)
+    for name, opts in config.suite_overrides.items():
+        if name not in suites:
+            raise UsageError(
+                f"option for suite {name!r} given, but suite {config.suite!r} does not run it "
+                f"(it runs: {', '.join(suites) or 'nothing'})"
+            )
+        suites[name] = {**suites[name], **opts}
+    return suites
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a resolved configuration."""
+    blob = json.dumps(resolved, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()

@@ -1,0 +1,248 @@
+"""Policy gates: turn results into PASS / WARN / FAIL outcomes and an exit code.
+
+A policy YAML holds ``gates:``, a list of mappings::
+
+    - metric: clean.accuracy      # dotted path into results.metrics
+      min: 0.90                    # and/or max
+      max_drop: 0.02               # against --baseline results (drop in the bad direction)
+      severity: fail               # fail | warn
+      bound: ci_lower              # point | ci_lower | ci_upper
+      name: clean accuracy         # optional label
+      description: ...             # optional, shown in reports
+      optional: true               # skip (not error) when the run lacks this metric
+
+Evaluation is a pure function of (results, policy, baseline). Built-in checks that suites
+record in ``results["checks"]`` are evaluated with the policy's gates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import PolicyError
+from evalsuite.registry import did_you_mean
+from evalsuite.results import iter_metric_paths, resolve_metric
+
+GATE_KEYS = ("name", "metric", "min", "max", "max_drop", "severity", "bound", "description", "optional")
+POLICY_KEYS = ("version", "description", "gates")
+DEFAULT_POLICY = "default"
+
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One validated gate."""
+
+    metric: str
+    name: str
+    min: float | None = None
+    max: float | None = None
+    max_drop: float | None = None
+    severity: str = "fail"
+    bound: str = "point"
+    description: str = ""
+    optional: bool = False
+    builtin: bool = False
+
+    def threshold_text(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.max_drop is not None:
+            parts.append(f"drop <= {self.max_drop:g}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """The verdict of one gate, with the numbers that produced it."""
+
+    gate: Gate
+    status: str  # PASS | WARN | FAIL | SKIP
+    value: float | None
+    message: str
+    baseline_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gate"] = asdict(self.gate)
+        return d
+
+
+def _number(value: Any, where: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise PolicyError(f"{where}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def parse_gate(raw: Any, where: str, builtin: bool = False) -> Gate:
+    """Validate one gate mapping (unknown keys and bad values are PolicyErrors)."""
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: a gate must be a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(GATE_KEYS))
+    if unknown:
+        raise PolicyError(f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], GATE_KEYS)}; valid: {', '.join(GATE_KEYS)}")
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric.strip():
+        raise PolicyError(f"{where}: 'metric' (a dotted path such as clean.accuracy) is required")
+    lo = _number(raw["min"], where, "min") if raw.get("min") is not None else None
+    hi = _number(raw["max"], where, "max") if raw.get("max") is not None else None
+    drop = _number(raw["max_drop"], where, "max_drop") if raw.get("max_drop") is not None else None
+    if lo is None and hi is None and drop is None:
+        raise PolicyError(f"{where}: gate on {metric} needs at least one of min, max, max_drop")
+    if lo is not None and hi is not None and lo > hi:
+        raise PolicyError(f"{where}: min {lo:g} is greater than max {hi:g}")
+    if drop is not None and drop < 0:
+        raise PolicyError(f"{where}: max_drop must be >= 0, got {drop:g}")
+    severity = raw.get("severity", "fail")
+    if severity not in ("fail", "warn"):
+        raise PolicyError(f"{where}: severity must be 'fail' or 'warn', got {severity!r}")
+    bound = raw.get("bound", "point")
+    if bound not in ("point", "ci_lower", "ci_upper"):
+        raise PolicyError(f"{where}: bound must be 'point', 'ci_lower' or 'ci_upper', got {bound!r}")
+    optional = raw.get("optional", False)
+    if not isinstance(optional, bool):
+        raise PolicyError(f"{where}: optional must be true or false")
+    name = raw.get("name") or metric
+    return Gate(
+        metric=metric.strip(),
+        name=str(name),
+        min=lo,
+        max=hi,
+        max_drop=drop,
+        severity=severity,
+        bound=bound,
+        description=str(raw.get("description", "")),
+        optional=optional,
+        builtin=builtin,
+    )
+
+
+def parse_policy(data: Any, origin: str) -> list[Gate]:
+    """Validate a policy document (already parsed YAML)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"policy {origin} must be a mapping with a 'gates' list")
+    unknown = sorted(set(data) - set(POLICY_KEYS))
+    if unknown:
+        raise PolicyError(f"policy {origin}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], POLICY_KEYS)}; valid: {', '.join(POLICY_KEYS)}")
+    gates = data.get("gates") or []
+    if not isinstance(gates, list):
+        raise PolicyError(f"policy {origin}: 'gates' must be a list")
+    return [parse_gate(g, f"policy {origin} gate {i + 1}") for i, g in enumerate(gates)]
+
+
+def load_policy(path: str | Path | None) -> tuple[list[Gate], str]:
+    """Gates from a policy YAML, or the shipped default policy when ``path`` is None."""
+    import yaml
+
+    if path is None:
+        text = resources.files("evalsuite.presets").joinpath("policy-default.yaml").read_text(encoding="utf-8")
+        return parse_policy(yaml.safe_load(text), "default"), "default (built in)"
+    p = Path(path)
+    if not p.exists():
+        raise PolicyError(f"policy file not found: {p}")
+    if not p.is_file():
+        raise PolicyError(f"policy is not a file: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise PolicyError(f"policy {p} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy {p} is not a UTF-8 text file") from None
+    return parse_policy(data, str(p)), str(p)
+
+
+def builtin_gates(results: dict[str, Any]) -> list[Gate]:
+    """The built-in checks recorded by suites in ``results["checks"]``."""
+    return [parse_gate(c, f"built-in check {c.get('name', i)}", builtin=True) for i, c in enumerate(results.get("checks", []))]
+
+
+def check_metric_paths(gates: list[Gate], results: dict[str, Any]) -> None:
+    """Raise PolicyError for a non-optional gate whose metric the results lack, with close matches."""
+    metrics = results.get("metrics", {})
+    paths = [p for p, _ in iter_metric_paths(metrics)]
+    for g in gates:
+        if g.optional or resolve_metric(metrics, g.metric) is not None:
+            continue
+        raise PolicyError(
+            f"gate {g.name!r}: no metric {g.metric!r} in these results{did_you_mean(g.metric, paths)}"
+            f" (`evalsuite gate --list-metrics` lists all {len(paths)})"
+        )
+
+
+def _observed(leaf: dict[str, Any], bound: str) -> float | None:
+    if bound == "point":
+        v = leaf.get("value")
+    else:
+        ci = leaf.get("ci")
+        v = None if not ci else ci[0 if bound == "ci_lower" else 1]
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def evaluate_gate(gate: Gate, results: dict[str, Any], baseline: dict[str, Any] | None) -> GateOutcome:
+    """PASS/WARN/FAIL/SKIP for one gate."""
+    leaf = resolve_metric(results.get("metrics", {}), gate.metric)
+    bad = FAIL if gate.severity == "fail" else WARN
+    if leaf is None:
+        return GateOutcome(gate, SKIP, None, f"{gate.metric} not in these results (optional gate)")
+    value = _observed(leaf, gate.bound)
+    if value is None:
+        what = "value" if gate.bound == "point" else f"{gate.bound.replace('_', ' ')} of the CI"
+        return GateOutcome(gate, bad, None, f"{gate.metric}: {what} is missing or not a number")
+    failures = []
+    label = gate.metric if gate.bound == "point" else f"{gate.metric} ({gate.bound.replace('_', ' ')})"
+    if gate.min is not None and value < gate.min:
+        failures.append(f"{label} = {value:.4g} < min {gate.min:g}")
+    if gate.max is not None and value > gate.max:
+        failures.append(f"{label} = {value:.4g} > max {gate.max:g}")
+    base_value = None
+    if gate.max_drop is not None:
+        if baseline is None:
+            return GateOutcome(gate, bad, value, f"{gate.metric}: max_drop needs --baseline results")
+        base_leaf = resolve_metric(baseline.get("metrics", {}), gate.metric)
+        base_value = None if base_leaf is None else base_leaf.get("value")
+        if base_value is None:
+            return GateOutcome(gate, bad, value, f"{gate.metric}: not in the baseline results")
+        point = leaf.get("value")
+        direction = leaf.get("direction", "higher")
+        drop = (base_value - point) if direction != "lower" else (point - base_value)
+        if drop > gate.max_drop + 1e-12:
+            failures.append(f"{gate.metric} dropped {drop:.4g} vs baseline {base_value:.4g} > max_drop {gate.max_drop:g}")
+    if failures:
+        return GateOutcome(gate, bad, value, "; ".join(failures), base_value)
+    return GateOutcome(gate, PASS, value, f"{label} = {value:.4g} ({gate.threshold_text()})", base_value)
+
+
+def evaluate(
+    results: dict[str, Any], gates: list[Gate], baseline: dict[str, Any] | None = None
+) -> list[GateOutcome]:
+    """Built-in checks first, then the policy's gates, each evaluated against ``results``."""
+    all_gates = builtin_gates(results) + list(gates)
+    check_metric_paths(all_gates, results)
+    return [evaluate_gate(g, results, baseline) for g in all_gates]
+
+
+def exit_code(outcomes: list[GateOutcome]) -> int:
+    """1 when any gate FAILs, else 0."""
+    return 1 if any(o.status == FAIL for o in outcomes) else 0
+
+
+def verdict(outcomes: list[GateOutcome]) -> str:
+    """FAIL if any gate fails, WARN if any warns, else PASS."""
+    statuses = {o.status for o in outcomes}
+    if FAIL in statuses:
+        return FAIL
+    if WARN in statuses:
+        return WARN
+    return PASS

@@ -1,0 +1,83 @@
+"""The model contract: logits for float NCHW RGB in [0, 1], preprocessing inside.
+
+Geometric preprocessing (resize, crop) is described by :class:`ModelInfo` and applied by the
+data loader; value preprocessing (channel order, mean/std) happens inside :meth:`Model.predict`
+and inside the module from :meth:`Model.torch_module`, so attacks and corruptions work in
+[0, 1] pixel space.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What evalsuite knows about a model, and where each fact came from.
+
+    Attributes:
+        input_size: (H, W) the model consumes.
+        resize: shorter side to resize to before a centre crop of ``input_size``;
+            ``None`` means resize straight to ``input_size`` (no crop).
+        interpolation: ``bilinear`` | ``bicubic`` | ``nearest`` for the resize.
+        mean, std: per-channel normalisation applied to [0, 1] RGB (in ``channel_order``).
+        channel_order: ``RGB`` or ``BGR`` (what the network expects).
+        class_names: one name per output logit.
+        format: ``onnx`` | ``torchscript`` | ``torch.export`` | ``timm``.
+        source: the path or name the user gave.
+        sha256: hash of the model file (or of the checkpoint for ``timm:``), for provenance.
+        metadata_source: where preprocessing came from (``metadata_props``, ``sidecar``, ``flags``, ...).
+        temperature: a temperature already baked into the logits (1.0 when none).
+    """
+
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: tuple[str, ...]
+    format: str
+    source: str
+    sha256: str
+    resize: int | None = None
+    interpolation: str = "bilinear"
+    channel_order: str = "RGB"
+    metadata_source: str = "unknown"
+    temperature: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["class_names"] = list(self.class_names)
+        d["num_classes"] = self.num_classes
+        return d
+
+
+class Model(ABC):
+    """A classifier evalsuite can evaluate. Subclasses: ONNX, TorchScript, torch.export, timm."""
+
+    info: ModelInfo
+    device: str  # "cpu" or "cuda[:k]"
+
+    @abstractmethod
+    def predict(self, x: Any) -> np.ndarray:
+        """Logits (float32 ``N x C`` numpy) for a float ``N x 3 x H x W`` tensor/array in [0, 1]."""
+
+    def torch_module(self) -> Any:
+        """A differentiable ``torch.nn.Module`` mapping [0, 1] NCHW RGB to logits.
+
+        Needed by white-box attacks. Raises :class:`~evalsuite.errors.ModelError` saying why
+        when none can be had.
+        """
+        from evalsuite.errors import ModelError
+
+        raise ModelError(f"{self.info.format} model {self.info.source} offers no differentiable torch module")

@@ -1,0 +1,139 @@
+"""Export a torch classifier to ONNX with the metadata ``evalsuite run`` needs.
+
+The preprocessing facts travel inside the file as ``metadata_props`` under the key
+``evalsuite.preprocessing`` (a JSON object), so ``evalsuite run model.onnx`` needs no flags.
+The same JSON object is the format of a sidecar ``<model>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+METADATA_KEY = "evalsuite.preprocessing"
+
+
+def preprocessing_dict(
+    *,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    class_names: Sequence[str],
+    resize: int | None = None,
+    interpolation: str = "bilinear",
+    channel_order: str = "RGB",
+    temperature: float = 1.0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON object stored in ``metadata_props`` / sidecar files."""
+    d: dict[str, Any] = {
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "resize": None if resize is None else int(resize),
+        "interpolation": interpolation,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "channel_order": channel_order,
+        "class_names": [str(c) for c in class_names],
+        "temperature": float(temperature),
+    }
+    if extra:
+        d["extra"] = dict(extra)
+    return d
+
+
+def write_metadata(onnx_path: str | Path, metadata: dict[str, Any]) -> None:
+    """Set (replace) evalsuite's metadata on an existing ONNX file, atomically."""
+    import onnx
+
+    path = Path(onnx_path)
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(metadata, sort_keys=True)
+    save_onnx_atomic(model, path)
+
+
+def save_onnx_atomic(model: Any, path: str | Path) -> None:
+    """Write an ``onnx.ModelProto`` so that readers never see a half-written file."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_onnx(
+    module: Any,
+    path: str | Path,
+    *,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    class_names: Sequence[str],
+    resize: int | None = None,
+    interpolation: str = "bilinear",
+    temperature: float = 1.0,
+    opset: int = 18,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``module`` to ONNX with evalsuite metadata; returns the written path.
+
+    ``module`` is the network as deployed: it takes ``(x - mean) / std`` of RGB in [0, 1]
+    (the usual convention), and ``mean``/``std`` are recorded so evalsuite applies them. For a
+    :class:`~evalsuite.models.pixel.PixelSpaceModel` pass its ``.network``. The batch dimension
+    is dynamic.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = module.training
+    module = module.eval().cpu()
+    dummy = torch.rand(2, 3, int(input_size[0]), int(input_size[1]))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".onnx")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                (dummy,),
+                tmp,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        write_metadata(
+            tmp,
+            preprocessing_dict(
+                input_size=input_size,
+                mean=mean,
+                std=std,
+                class_names=class_names,
+                resize=resize,
+                interpolation=interpolation,
+                temperature=temperature,
+                extra=extra,
+            ),
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        module.train(was_training)
+    return path

@@ -1,0 +1,101 @@
+"""Per-condition prediction files: the unit of storage and of ``--resume``.
+
+Each condition's predictions land in ``<out>/predictions/<key>.npz`` (``/`` in the key becomes
+``__``) as soon as the condition completes, written atomically. A file carries the identity of
+what produced it (model hash, data fingerprint, seed, condition key and parameters, sample
+positions), so ``--resume`` reuses a file only when it would be recomputed identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalsuite.suites.base import Predictions
+
+EXTRA_PREFIX = "extra__"
+
+
+def condition_filename(key: str) -> str:
+    safe = key.replace("/", "__")
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in safe) + ".npz"
+
+
+def identity(run_identity: dict[str, Any], key: str, params: dict[str, Any], index: np.ndarray) -> str:
+    """sha256 over everything that determines a condition's predictions."""
+    h = hashlib.sha256(json.dumps({"run": run_identity, "key": key, "params": params}, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(index, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+class PredictionStore:
+    """Reads and writes the prediction files of one output folder."""
+
+    def __init__(self, folder: Path, run_identity: dict[str, Any]) -> None:
+        self.folder = Path(folder)
+        self.run_identity = run_identity
+
+    def path(self, key: str) -> Path:
+        return self.folder / condition_filename(key)
+
+    def load(self, key: str, params: dict[str, Any], index: np.ndarray) -> Predictions | None:
+        """Stored predictions if present and produced by an identical condition, else None."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("identity") != identity(self.run_identity, key, params, index):
+                    return None
+                extras = {k[len(EXTRA_PREFIX) :]: z[k] for k in z.files if k.startswith(EXTRA_PREFIX)}
+                return Predictions(
+                    key=key,
+                    suite=meta["suite"],
+                    params=meta["params"],
+                    index=z["index"],
+                    ids=z["ids"].astype(object),
+                    labels=z["labels"],
+                    logits=z["logits"],
+                    extras=extras,
+                )
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return None
+
+    def save(self, p: Predictions) -> Path:
+        """Write atomically (temporary file + rename); a killed run leaves no partial file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(p.key)
+        meta = {
+            "key": p.key,
+            "suite": p.suite,
+            "params": p.params,
+            "identity": identity(self.run_identity, p.key, p.params, p.index),
+        }
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.array(json.dumps(meta, default=str)),
+            "index": np.asarray(p.index, dtype=np.int64),
+            "ids": np.asarray(p.ids).astype(str),
+            "labels": np.asarray(p.labels, dtype=np.int64),
+            "logits": np.asarray(p.logits, dtype=np.float32),
+        }
+        for name, arr in p.extras.items():
+            a = np.asarray(arr)
+            arrays[EXTRA_PREFIX + name] = a.astype(str) if a.dtype == object else a
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix="." + path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path

@@ -1,0 +1,1 @@
+"""Suite presets shipped with evalsuite (``--suite <name>``)."""

@@ -1,0 +1,33 @@
+"""Progress bars that stay out of logs: tqdm on an interactive terminal, nothing otherwise.
+
+Bars are off when stderr is not a TTY or when the ``CI`` environment variable is set, so CI logs
+and captured test output stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def progress_enabled() -> bool:
+    """True when a progress bar would be seen by a person."""
+    if os.environ.get("CI"):
+        return False
+    if os.environ.get("EVALSUITE_NO_PROGRESS"):
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar when :func:`progress_enabled`, else return it unchanged."""
+    if not progress_enabled():
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)

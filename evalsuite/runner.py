@@ -1,0 +1,288 @@
+"""Compute every condition's predictions: decode once, perturb on a worker, predict, store.
+
+Images are decoded and geometrically preprocessed once and cached in memory when they fit
+(``cache_limit_mb``); otherwise they are streamed again for each condition. Conditions that do
+not need the model run on a producer thread one batch ahead of inference, so generation and
+inference overlap; conditions that need the model (attacks) run inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evalsuite.conditions import BatchContext, Condition
+from evalsuite.predictions import PredictionStore
+from evalsuite.progress import progress
+from evalsuite.suites.base import Predictions
+
+log = logging.getLogger(__name__)
+
+
+class ImageSource:
+    """Preprocessed uint8 NHWC images of a dataset at the model's input size.
+
+    ``valid`` holds the dataset positions that decoded (all of them unless bad images were
+    skipped); ``bad`` the ones that did not.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        model_info: Any,
+        *,
+        batch_size: int,
+        workers: int | None,
+        skip_bad: bool,
+        cache_limit_mb: int,
+    ) -> None:
+        self.dataset = dataset
+        self.info = model_info
+        self.batch_size = batch_size
+        self.workers = workers
+        self.skip_bad = skip_bad
+        h, w = model_info.input_size
+        self.cacheable = len(dataset) * h * w * 3 <= cache_limit_mb * 1024 * 1024
+        self._cache: np.ndarray | None = None
+        self._row_of: np.ndarray | None = None
+        self.bad: list[int] = []
+        self.valid: np.ndarray = np.arange(len(dataset), dtype=np.int64)
+        self._scanned = False
+
+    def _stream(self, indices: np.ndarray, batch_size: int) -> Iterator[Any]:
+        from evalsuite.data.loader import iter_batches
+
+        return iter_batches(
+            self.dataset,
+            indices,
+            batch_size,
+            input_size=tuple(self.info.input_size),
+            resize=self.info.resize,
+            interpolation=self.info.interpolation,
+            workers=self.workers,
+            skip_bad=self.skip_bad,
+        )
+
+    def scan(self) -> None:
+        """First pass: decode everything once (filling the cache when it fits), find bad images."""
+        if self._scanned:
+            return
+        n = len(self.dataset)
+        h, w = self.info.input_size
+        cache = np.empty((n, h, w, 3), dtype=np.uint8) if self.cacheable else None
+        ok = np.zeros(n, dtype=bool)
+        for batch in progress(self._stream(np.arange(n), self.batch_size), total=-(-n // self.batch_size), desc="decoding"):
+            idx = np.asarray(batch.index, dtype=np.int64)
+            ok[idx] = True
+            if cache is not None:
+                cache[idx] = batch.images
+            self.bad.extend(int(b) for b in batch.bad)
+        self.valid = np.flatnonzero(ok)
+        self._cache = cache
+        self._scanned = True
+        if self.bad:
+            log.warning("skipped %d unreadable image(s)", len(self.bad))
+
+    def batches(self, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions, uint8 images) batches over ``indices`` (which must be valid positions)."""
+        if self._cache is not None:
+            for start in range(0, len(indices), batch_size):
+                idx = indices[start : start + batch_size]
+                yield idx, self._cache[idx]
+        else:
+            for batch in self._stream(indices, batch_size):
+                yield np.asarray(batch.index, dtype=np.int64), batch.images
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """Images at dataset positions ``indices`` (uint8 NHWC)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._cache is not None:
+            return self._cache[indices]
+        parts = [imgs for _, imgs in self.batches(indices, max(1, len(indices)))]
+        return np.concatenate(parts) if parts else np.empty((0, *self.info.input_size, 3), np.uint8)
+
+
+def to_tensor(images: np.ndarray, device: str) -> Any:
+    """uint8 NHWC -> float32 NCHW in [0, 1] on ``device``."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(images))
+    if device != "cpu":
+        t = t.to(device, non_blocking=True)
+    return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@dataclass
+class ConditionRun:
+    predictions: Predictions
+    seconds: float
+    resumed: bool
+
+
+@dataclass
+class _Produced:
+    index: np.ndarray
+    x: Any
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+_DONE = object()
+
+
+def _split_output(out: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    if isinstance(out, tuple):
+        x, extras = out
+        return x, {k: np.asarray(v) for k, v in (extras or {}).items()}
+    return out, {}
+
+
+def run_condition(
+    condition: Condition,
+    *,
+    source: ImageSource,
+    model: Any,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    seed: int,
+    device: str,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> Predictions:
+    """Predictions of ``model`` on ``condition`` over the condition's sample positions."""
+    import torch
+
+    subset = getattr(condition, "indices", None)
+    positions = source.valid if subset is None else np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
+    labels_t_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+    def produce(idx: np.ndarray, images: np.ndarray) -> _Produced:
+        x = to_tensor(images, device)
+        ctx = BatchContext(
+            ids=ids[idx],
+            labels=labels_t_all[idx].to(device),
+            seed=seed,
+            model=model if condition.uses_model else None,
+            device=device,
+        )
+        if condition.uses_model:
+            out = condition.apply(x, ctx)
+        else:
+            with torch.no_grad():
+                out = condition.apply(x, ctx)
+        x_out, extras = _split_output(out)
+        if tuple(x_out.shape) != tuple(x.shape):
+            raise RuntimeError(f"condition {condition.key} changed the batch shape {tuple(x.shape)} -> {tuple(x_out.shape)}")
+        return _Produced(idx, x_out, extras)
+
+    results: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+
+    def consume(item: _Produced) -> None:
+        logits = np.asarray(model.predict(item.x), dtype=np.float32)
+        results.append((item.index, logits, item.extras))
+        if on_batch is not None:
+            on_batch(len(item.index))
+
+    if condition.uses_model:
+        for idx, images in source.batches(positions, batch_size):
+            consume(produce(idx, images))
+    else:
+        q: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def worker() -> None:
+            try:
+                for idx, images in source.batches(positions, batch_size):
+                    if stop.is_set():
+                        return
+                    q.put(produce(idx, images))
+                q.put(_DONE)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the consumer thread
+                q.put(exc)
+
+        thread = threading.Thread(target=worker, name=f"evalsuite-{condition.key}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                consume(item)
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)
+
+    if results:
+        index = np.concatenate([r[0] for r in results])
+        logits = np.concatenate([r[1] for r in results])
+        extra_names = results[0][2].keys()
+        extras = {k: np.concatenate([r[2][k] for r in results]) for k in extra_names}
+    else:
+        index = np.empty(0, dtype=np.int64)
+        logits = np.empty((0, model.info.num_classes), dtype=np.float32)
+        extras = {}
+    return Predictions(
+        key=condition.key,
+        suite=condition.suite,
+        params=dict(condition.params),
+        index=index,
+        ids=ids[index],
+        labels=np.asarray(labels, dtype=np.int64)[index],
+        logits=logits,
+        extras=extras,
+    )
+
+
+def run_conditions(
+    conditions: list[Condition],
+    *,
+    source: ImageSource,
+    model: Any,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    seed: int,
+    device: str,
+    batch_size: int,
+    store: PredictionStore,
+    resume: bool,
+    run_context: Any,
+) -> dict[str, ConditionRun]:
+    """Run (or, with ``resume``, reload) every condition, saving each as it completes."""
+    done: dict[str, ConditionRun] = {}
+    for condition in conditions:
+        subset = getattr(condition, "indices", None)
+        positions = source.valid if subset is None else np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
+        if resume:
+            cached = store.load(condition.key, dict(condition.params), positions)
+            if cached is not None:
+                log.info("resume: reusing predictions of %s", condition.key)
+                done[condition.key] = ConditionRun(cached, 0.0, True)
+                continue
+        t0 = time.perf_counter()
+        condition.prepare(run_context)
+        log.info("condition %s (%d samples)", condition.key, len(positions))
+        preds = run_condition(
+            condition,
+            source=source,
+            model=model,
+            labels=labels,
+            ids=ids,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+        )
+        store.save(preds)
+        done[condition.key] = ConditionRun(preds, time.perf_counter() - t0, False)
+    return done

@@ -1,0 +1,178 @@
+"""The suite plug-in contract.
+
+A suite contributes *conditions* (perturbations whose predictions the runner computes and
+stores) and a *summary* (metrics, built-in gates and report data computed from stored
+predictions). Analysis suites such as calibration and slices add no conditions and summarise
+the predictions of every condition in the run; they run after the perturbation suites
+(``stage = "analysis"``).
+
+Contract for implementers:
+
+- ``__init__(options)`` validates ``options`` (the suite's mapping from the suite preset YAML)
+  and raises :class:`~evalsuite.errors.UsageError` naming unknown or bad keys.
+- ``conditions(run)`` returns :class:`~evalsuite.conditions.Condition` objects.
+- ``summarize(run, preds)`` returns a :class:`SuiteOutput`. ``metrics`` becomes
+  ``results["metrics"][suite.name]``; its leaves are :func:`evalsuite.stats.metric` dicts, so
+  ``corruption.mean_accuracy`` is a gate path. ``checks`` are built-in gates (same keys as a
+  policy gate plus ``description``); ``report`` is JSON data for the suite's template
+  ``report/templates/sections/<name>.html.j2``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from evalsuite.conditions import Condition
+from evalsuite.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable); NaN rows stay NaN."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - np.max(z, axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Predictions:
+    """Stored outputs of one condition, aligned by row."""
+
+    key: str
+    suite: str
+    params: dict[str, Any]
+    index: np.ndarray  # dataset positions
+    ids: np.ndarray
+    labels: np.ndarray  # int class indices
+    logits: np.ndarray  # float32 N x C
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def probs(self) -> np.ndarray:
+        cached = self.__dict__.get("_probs")
+        if cached is None:
+            cached = softmax(self.logits)
+            self.__dict__["_probs"] = cached
+        return cached
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return (self.predicted == self.labels).astype(np.float64)
+
+    @property
+    def finite(self) -> np.ndarray:
+        """Per-row flag: all logits finite."""
+        return np.all(np.isfinite(self.logits), axis=1)
+
+
+class PredictionSet(Mapping[str, Predictions]):
+    """All conditions' predictions of a run, by condition key (insertion ordered)."""
+
+    def __init__(self, items: dict[str, Predictions]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Predictions:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def by_suite(self, suite: str) -> list[Predictions]:
+        return [p for p in self._items.values() if p.suite == suite]
+
+    @property
+    def clean(self) -> Predictions:
+        return self._items["clean"]
+
+
+@dataclass
+class SuiteOutput:
+    """What a suite adds to results.json."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Suite(ABC):
+    """Base class of every suite. See the module docstring for the contract."""
+
+    name: ClassVar[str]
+    stage: ClassVar[str] = "perturbation"  # or "analysis"
+    option_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(self.option_names))
+        if unknown:
+            from evalsuite.registry import did_you_mean
+
+            hint = did_you_mean(unknown[0], list(self.option_names))
+            raise UsageError(
+                f"suite {self.name!r}: unknown option(s) {', '.join(unknown)}{hint}; "
+                f"valid: {', '.join(self.option_names) or '(none)'}"
+            )
+
+    def conditions(self, run: RunContext) -> list[Condition]:
+        return []
+
+    def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
+        return SuiteOutput()
+
+
+@dataclass
+class RunContext:
+    """What a suite may use during a run.
+
+    ``dataset`` is the evaluated subset (after ``--limit``/``--sample``), ``labels`` its model
+    class indices; ``sample_images(n)`` returns preprocessed uint8 NHWC images for thumbnails;
+    ``save_artifact`` writes a file under ``<out>/artifacts`` and returns the path relative
+    to the output folder (store that in ``report`` data, the scorecard embeds it).
+    """
+
+    model: Any  # evalsuite.models.base.Model
+    dataset: Any  # evalsuite.data.base.Dataset
+    labels: np.ndarray
+    out_dir: Path
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 64
+    baseline: dict[str, Any] | None = None
+    progress: bool = False
+    image_source: Any = None  # callable(indices) -> uint8 NHWC at model size; set by the runner
+    suites: list[Suite] = field(default_factory=list)
+
+    def sample_images(self, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` preprocessed images (uint8 NHWC) and their dataset positions, spread evenly."""
+        total = len(self.labels)
+        idx = np.unique(np.linspace(0, max(total - 1, 0), num=min(n, total)).astype(np.int64))
+        return self.image_source(idx), idx
+
+    def save_artifact(self, name: str, data: bytes) -> str:
+        art = self.out_dir / "artifacts"
+        art.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        path = art / safe
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return f"artifacts/{safe}"
