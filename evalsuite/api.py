@@ -258,8 +258,9 @@ def run(config: RunConfig) -> RunOutcome:
     }
 
     # 4. Results, gates and reports, each written atomically.
+    outcomes = evaluate(results, policy_gates, baseline)  # unknown metric paths fail before any write
     write_results(results, out_dir / "results.json")
-    outcomes = evaluate(results, policy_gates, baseline)
+    atomic_write_text(out_dir / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2) + "\n")
     write_reports(results, outcomes, out_dir)
     return RunOutcome(exit_code(outcomes), out_dir, results, outcomes)
 

@@ -235,12 +235,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.api import regate
+    from evalsuite.gates import GateOutcome
     from evalsuite.report import render_scorecard
-    from evalsuite.results import atomic_write_text
+    from evalsuite.results import atomic_write_text, load_results
 
-    results, outcomes = regate(args.results, args.policy, args.baseline)
     src = Path(args.results)
     base = src if src.is_dir() else src.parent
+    stored = base / "gates.json"
+    if args.policy is None and args.baseline is None and stored.is_file():
+        # The verdict the run itself reached (with the policy it was given).
+        results = load_results(args.results)
+        try:
+            outcomes = [GateOutcome.from_dict(d) for d in json.loads(stored.read_text(encoding="utf-8"))]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{stored} is damaged; pass --policy to re-evaluate the gates") from None
+    else:
+        results, outcomes = regate(args.results, args.policy, args.baseline)
     out = Path(args.out) if args.out else base / "scorecard.html"
     atomic_write_text(out, render_scorecard(results, outcomes, base))
     print(f"scorecard: {out}")
@@ -257,7 +267,7 @@ def _add_gate_report(sub: Any) -> None:
     p.set_defaults(func=_cmd_gate)
     p = sub.add_parser("report", help="re-render scorecard.html from stored results (no model run)")
     p.add_argument("results", help="results.json (or the folder holding it)")
-    p.add_argument("--policy", help="policy YAML for the verdict (default: built-in default policy)")
+    p.add_argument("--policy", help="policy YAML for the verdict (default: the gates.json the run wrote, else the built-in policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates")
     p.add_argument("--out", help="output HTML path (default: scorecard.html beside results.json)")
     p.set_defaults(func=_cmd_report)
@@ -282,8 +292,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _list_presets() -> list[tuple[str, str]]:
-    import yaml
     from importlib import resources
+
+    import yaml
 
     from evalsuite.config import PRESET_PACKAGE, preset_names
 

@@ -75,6 +75,10 @@ class GateOutcome:
         d["gate"] = asdict(self.gate)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateOutcome:
+        return cls(Gate(**d["gate"]), d["status"], d.get("value"), d.get("message", ""), d.get("baseline_value"))
+
 
 def _number(value: Any, where: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support, top_k_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 from evalsuite.stats import bootstrap_mean_ci, metric
 from evalsuite.suites.base import Predictions, softmax
-from evalsuite.suites.clean import classification_metrics, confusion, macro_f1, per_sample_nll, predicted_labels
+from evalsuite.suites.clean import (
+    classification_metrics,
+    confusion,
+    macro_f1,
+    per_sample_nll,
+    predicted_labels,
+)
 
 
 def _preds(logits: np.ndarray, labels: np.ndarray) -> Predictions:

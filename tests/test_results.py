@@ -7,7 +7,14 @@ import json
 import pytest
 
 from evalsuite.errors import ResultsError
-from evalsuite.results import SCHEMA_VERSION, atomic_write_text, iter_metric_paths, load_results, validate, write_results
+from evalsuite.results import (
+    SCHEMA_VERSION,
+    atomic_write_text,
+    iter_metric_paths,
+    load_results,
+    validate,
+    write_results,
+)
 from evalsuite.stats import metric
 
 
