@@ -98,7 +98,8 @@ class ImageSource:
                 yield idx, self._cache[idx]
         else:
             for batch in self._stream(indices, batch_size):
-                yield np.asarray(batch.index, dtype=np.int64), batch.images
+                if len(batch.index):  # a batch of only unreadable images has no rows
+                    yield np.asarray(batch.index, dtype=np.int64), batch.images
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Images at dataset positions ``indices`` (uint8 NHWC)."""

@@ -75,8 +75,9 @@ class Batch:
     """A batch ready for conditions: images at the model's input size.
 
     ``images`` is ``N x H x W x 3`` uint8 RGB; ``index`` are positions in the dataset; ``ids``
-    the sample ids; ``labels`` integer class indices of the model (already resolved).
-    ``bad`` lists dataset positions that failed to decode and were skipped.
+    the sample ids; ``labels`` the model's class indices when resolved labels were passed to
+    the loader, else the raw labels. ``bad`` lists dataset positions that failed to decode and
+    were skipped; a batch made only of unreadable images has zero rows and a non-empty ``bad``.
     """
 
     index: np.ndarray

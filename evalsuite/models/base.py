@@ -23,7 +23,7 @@ class ModelInfo:
         input_size: (H, W) the model consumes.
         resize: shorter side to resize to before a centre crop of ``input_size``;
             ``None`` means resize straight to ``input_size`` (no crop).
-        interpolation: ``bilinear`` | ``bicubic`` | ``nearest`` for the resize.
+        interpolation: ``bilinear`` | ``bicubic`` | ``nearest`` (also ``lanczos``, ``box``, ``hamming``).
         mean, std: per-channel normalisation applied to [0, 1] RGB (in ``channel_order``).
         channel_order: ``RGB`` or ``BGR`` (what the network expects).
         class_names: one name per output logit.

@@ -1,0 +1,307 @@
+"""Where a model's preprocessing facts come from, field by field.
+
+Precedence (highest first): command-line flags (``overrides``) > a sidecar JSON file >
+metadata stored in the model file (ONNX ``metadata_props`` key ``evalsuite.preprocessing``,
+or the same key among a TorchScript / ``torch.export`` archive's extra files) > facts the
+model itself fixes (a static input shape, timm's ``pretrained_cfg``). Each field is taken from
+the highest source that has it, and :class:`Resolved` remembers which source that was.
+
+The sidecar of ``model.onnx`` is ``model.onnx.json`` or, failing that, ``model.json``; it holds
+the JSON object :func:`evalsuite.models.export.preprocessing_dict` builds. Nothing is guessed:
+missing mean/std or input size is a :class:`MissingMetadataError` saying how to supply them.
+Missing class names default to ``"0" .. "C-1"`` (C from the model's output) and are reported so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import ModelError, UsageError
+
+METADATA_KEY = "evalsuite.preprocessing"
+FIELDS = ("input_size", "resize", "interpolation", "mean", "std", "channel_order", "class_names", "temperature", "extra")
+OVERRIDE_KEYS = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "num_classes")
+REQUIRED = ("input_size", "mean", "std")
+DEFAULTS: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "channel_order": "RGB", "temperature": 1.0}
+HOW_TO_SUPPLY = "--input-size/--mean/--std (and --resize/--interpolation/--class-names)"
+
+
+class MissingMetadataError(ModelError):
+    """Preprocessing facts are missing; ``found`` holds what could be read (for ``evalsuite inspect``)."""
+
+    def __init__(self, message: str, found: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.found = found or {}
+
+
+def _bad(source: str, key: str, value: Any, expected: str) -> ModelError | UsageError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    if source == "flags":
+        return UsageError(f"--{key.replace('_', '-')} {shown} is invalid; expected {expected}")
+    return ModelError(f"{source}: {key} = {shown} is invalid; expected {expected}")
+
+
+def _floats(source: str, key: str, value: Any, n: int) -> tuple[float, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * n
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise _bad(source, key, value, f"{n} numbers") from None
+    if len(out) == 1:
+        out = out * n
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        raise _bad(source, key, value, f"{n} finite numbers")
+    return out
+
+
+def _positive_int(source: str, key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _bad(source, key, value, "a positive integer")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise _bad(source, key, value, "a positive integer") from None
+    if not math.isfinite(f) or f != int(f) or f < 1:
+        raise _bad(source, key, value, "a positive integer")
+    return int(f)
+
+
+def _input_size(source: str, value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        parts = [p for p in value.lower().replace("x", " ").replace(",", " ").split() if p]
+        value = parts
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value, value]
+    if not isinstance(value, (list, tuple)) or len(value) not in (1, 2):
+        raise _bad(source, "input_size", value, "HEIGHT,WIDTH (or one number for a square)")
+    if len(value) == 1:
+        value = [value[0], value[0]]
+    h, w = (_positive_int(source, "input_size", v) for v in value)
+    return h, w
+
+
+def _class_names(source: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        p = Path(value)
+        if p.is_file():
+            text = p.read_text(encoding="utf-8")
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                loaded = [line.strip() for line in text.splitlines() if line.strip()]
+            value = loaded
+        else:
+            value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _bad(source, "class_names", value, "a non-empty list of names (or a comma-separated string / file)")
+    names = tuple(str(v) for v in value)
+    if any(n == "" for n in names):
+        raise _bad(source, "class_names", value, "non-empty names")
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise _bad(source, "class_names", n, "unique names (listed twice)")
+        seen.add(n)
+    return names
+
+
+def normalise(values: Mapping[str, Any], source: str, *, allowed: Sequence[str] = FIELDS) -> dict[str, Any]:
+    """Validate and normalise metadata values from ``source``; ``None`` values are dropped.
+
+    Unknown keys are an error naming them (with did-you-mean): a misspelt ``stdev`` must not
+    silently fall back to another source.
+    """
+    from evalsuite.data.loader import INTERPOLATIONS
+    from evalsuite.registry import did_you_mean
+
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        err = UsageError if source == "flags" else ModelError
+        raise err(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}{did_you_mean(unknown[0], list(allowed))}; "
+            f"valid: {', '.join(allowed)}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None and key != "resize":
+            continue
+        if key == "input_size":
+            out[key] = _input_size(source, value)
+        elif key == "resize":
+            if isinstance(value, str) and value.strip().lower() == "none":
+                out[key] = None  # explicit "no shorter-side resize", e.g. --resize none
+                continue
+            if value is None:
+                if source != "flags":  # an explicit null in a file means "no shorter-side resize"
+                    out[key] = None
+                continue
+            out[key] = _positive_int(source, key, value)
+        elif key == "interpolation":
+            v = str(value).lower()
+            if v not in INTERPOLATIONS:
+                raise _bad(source, key, value, "one of " + ", ".join(INTERPOLATIONS))
+            out[key] = v
+        elif key in ("mean", "std"):
+            vals = _floats(source, key, value, 3)
+            if key == "std" and any(v <= 0 for v in vals):
+                raise _bad(source, key, value, "3 positive numbers")
+            out[key] = vals
+        elif key == "channel_order":
+            v = str(value).upper()
+            if v not in ("RGB", "BGR"):
+                raise _bad(source, key, value, "RGB or BGR")
+            out[key] = v
+        elif key == "class_names":
+            out[key] = _class_names(source, value)
+        elif key == "temperature":
+            try:
+                t = float(value)
+            except (TypeError, ValueError):
+                raise _bad(source, key, value, "a positive number") from None
+            if not math.isfinite(t) or t <= 0:
+                raise _bad(source, key, value, "a positive number")
+            out[key] = t
+        elif key == "num_classes":
+            out[key] = _positive_int(source, key, value)
+        elif key == "extra":
+            if not isinstance(value, dict):
+                raise _bad(source, key, value, "a JSON object")
+            out[key] = dict(value)
+    return out
+
+
+def parse_metadata_json(text: str | bytes, source: str) -> dict[str, Any]:
+    """Parse and validate the ``evalsuite.preprocessing`` JSON object from ``source``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    return normalise(data, source)
+
+
+def sidecar_candidates(path: str | Path) -> list[Path]:
+    """``<model>.json`` then ``<model stem>.json`` next to ``path``."""
+    p = Path(path)
+    first = p.with_name(p.name + ".json")
+    second = p.with_suffix(".json")
+    return [first] if first == second else [first, second]
+
+
+def read_sidecar(path: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """The first sidecar of ``path`` that exists, parsed; ``({}, None)`` when there is none."""
+    for cand in sidecar_candidates(path):
+        if cand.is_file() and cand != Path(path):
+            try:
+                text = cand.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ModelError(f"cannot read sidecar {cand}: {exc.strerror or exc}") from None
+            return parse_metadata_json(text, f"sidecar {cand}"), cand
+    return {}, None
+
+
+@dataclass
+class Resolved:
+    """Merged metadata values and, per field, the source it came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    num_classes: int | None = None
+    priority: list[str] = field(default_factory=list)
+
+    def missing(self) -> list[str]:
+        return [k for k in REQUIRED if k not in self.values]
+
+    def summary(self) -> str:
+        """``metadata_source`` text: the sources used, highest first, and any defaulted class names."""
+        used = set(self.sources.values())
+        order = [src for src in self.priority if src in used]
+        text = "+".join(order) if order else "defaults"
+        if self.sources.get("class_names", "").startswith("default"):
+            text += "; class_names: default indices 0..C-1 (none in metadata)"
+        return text
+
+
+def merge(layers: Sequence[tuple[str, Mapping[str, Any]]], overrides: Mapping[str, Any] | None) -> Resolved:
+    """Merge ``overrides`` (flags) over ``layers`` (``(source name, values)``, highest first)."""
+    flags = normalise(dict(overrides or {}), "flags", allowed=OVERRIDE_KEYS)
+    res = Resolved()
+    res.num_classes = flags.pop("num_classes", None)
+    res.priority = ["flags", *(name for name, _ in layers)]
+    for source, values in [("flags", flags), *layers]:
+        for key, value in values.items():
+            if key not in res.values:
+                res.values[key] = value
+                res.sources[key] = source
+    for key, value in DEFAULTS.items():
+        if key not in res.values:
+            res.values[key] = value
+            res.sources[key] = "default"
+    names = res.values.get("class_names")
+    if names is not None and res.num_classes is not None and len(names) != res.num_classes:
+        raise UsageError(
+            f"--num-classes {res.num_classes} disagrees with {len(names)} class names from {res.sources['class_names']}"
+        )
+    return res
+
+
+def missing_error(model: str, res: Resolved, found: dict[str, Any] | None = None) -> MissingMetadataError:
+    """The one-line error for missing preprocessing, naming where to put it."""
+    missing = res.missing()
+    sidecar = sidecar_candidates(model)[0] if not model.startswith("timm:") else "<checkpoint>.json"
+    return MissingMetadataError(
+        f"{model}: no {', '.join(missing)} in the model's metadata; supply a sidecar {sidecar} "
+        f"(the JSON object evalsuite.models.export.preprocessing_dict writes) or the flags {HOW_TO_SUPPLY}",
+        found,
+    )
+
+
+def finish_class_names(res: Resolved, num_outputs: int, model: str) -> tuple[str, ...]:
+    """Class names checked against the model's output width, or the default ``"0".."C-1"``."""
+    if res.num_classes is not None and res.num_classes != num_outputs:
+        raise ModelError(f"{model}: --num-classes {res.num_classes} but the model outputs {num_outputs} logits")
+    names = res.values.get("class_names")
+    if names is None:
+        names = tuple(str(i) for i in range(num_outputs))
+        res.values["class_names"] = names
+        res.sources["class_names"] = "default indices"
+        return names
+    if len(names) != num_outputs:
+        raise ModelError(
+            f"{model}: {len(names)} class names (from {res.sources['class_names']}) but the model outputs "
+            f"{num_outputs} logits"
+        )
+    return tuple(names)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's contents, streamed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception's message squeezed onto one line (for wrapping library errors)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
