@@ -24,6 +24,8 @@ PROG = "evalsuite"
 PLUGIN_COMMANDS: tuple[str, ...] = ()
 LISTABLE = {
     "suites": "evalsuite.suites:list_entries",
+    "data": "evalsuite.data:list_entries",
+    "models": "evalsuite.models:list_entries",
     "presets": "evalsuite.cli:_list_presets",
 }
 

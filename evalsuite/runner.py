@@ -262,7 +262,7 @@ def run_conditions(
 ) -> dict[str, ConditionRun]:
     """Run (or, with ``resume``, reload) every condition, saving each as it completes."""
     done: dict[str, ConditionRun] = {}
-    for condition in conditions:
+    for condition in progress(conditions, total=len(conditions), desc="conditions", unit="cond"):
         subset = getattr(condition, "indices", None)
         positions = source.valid if subset is None else np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
         if resume:

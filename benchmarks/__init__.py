@@ -1,0 +1,1 @@
+"""Side-by-side speed benchmarks (reference vs evalsuite in one process)."""
