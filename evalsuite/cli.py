@@ -21,12 +21,13 @@ from evalsuite.errors import EvalsuiteError, UsageError
 
 PROG = "evalsuite"
 # Sub-commands that live with their feature; each module exposes register(subparsers).
-PLUGIN_COMMANDS: tuple[str, ...] = ()
+PLUGIN_COMMANDS: tuple[str, ...] = ("training.cli",)
 LISTABLE = {
     "suites": "evalsuite.suites:list_entries",
     "data": "evalsuite.data:list_entries",
     "models": "evalsuite.models:list_entries",
     "presets": "evalsuite.cli:_list_presets",
+    "recipes": "training:list_entries",
 }
 
 

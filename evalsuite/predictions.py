@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite.results import default_file_mode
 from evalsuite.suites.base import Predictions
 
 EXTRA_PREFIX = "extra__"
@@ -94,6 +95,7 @@ class PredictionStore:
                 np.savez(fh, **arrays)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp, default_file_mode())
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

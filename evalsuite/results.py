@@ -139,6 +139,13 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` so that ``path`` either keeps its old content or has all of the new."""
     path = Path(path)
@@ -149,6 +156,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evalsuite.results import default_file_mode
+
 METADATA_KEY = "evalsuite.preprocessing"
 
 
@@ -70,6 +72,7 @@ def save_onnx_atomic(model: Any, path: str | Path) -> None:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -131,6 +134,7 @@ def export_onnx(
                 extra=extra,
             ),
         )
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,1 @@
+"""Bundled training recipes (YAML) and the policies they gate with."""
