@@ -21,13 +21,16 @@ from evalsuite.errors import EvalsuiteError, UsageError
 
 PROG = "evalsuite"
 # Sub-commands that live with their feature; each module exposes register(subparsers).
-PLUGIN_COMMANDS: tuple[str, ...] = ("training.cli",)
+PLUGIN_COMMANDS: tuple[str, ...] = ("evalsuite.calibration.cli", "training.cli")
 LISTABLE = {
     "suites": "evalsuite.suites:list_entries",
     "data": "evalsuite.data:list_entries",
     "models": "evalsuite.models:list_entries",
     "presets": "evalsuite.cli:_list_presets",
     "recipes": "training:list_entries",
+    "calibration": "evalsuite.calibration:list_entries",
+    "devices": "evalsuite.devices:list_entries",
+    "device-operations": "evalsuite.devices:list_operations",
 }
 
 

@@ -6,6 +6,8 @@ from evalsuite.registry import Registry
 
 SUITES = Registry("suite")
 SUITES.register("clean", "evalsuite.suites.clean:CleanSuite", "accuracy, top-5, per-class P/R/F1, NLL, confusion, gallery")
+SUITES.register("calibration", "evalsuite.suites.calibration:CalibrationSuite", "ECE family on every condition, temperature scaling on a held-out split, ECE under shift")
+SUITES.register("device", "evalsuite.suites.device:DeviceSuite", "simulated device profiles, per-operation severity ladder, real per-device shift")
 
 
 def list_entries() -> list[tuple[str, str]]:

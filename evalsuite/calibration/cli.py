@@ -1,0 +1,116 @@
+"""``evalsuite calibrate MODEL --data D -o OUT``: temperature scaling baked into a verified copy.
+
+Exit codes: 0 written and verified; 1 the fit or a verification check failed (nothing written,
+the failed check is named); 2 bad input (missing files, bad flags, an existing output without
+``--force``). Heavy modules are imported in the handler only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {v:g}")
+    return v
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``calibrate`` sub-command."""
+    from evalsuite.cli import _add_model_flags, _positive_int
+
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a temperature on data and write a calibrated, verified copy of an ONNX/TorchScript model",
+        description=(
+            "Fit the temperature T that minimises the NLL on a seeded stratified calibration split of DATA "
+            "(or on --calibration-data), write a copy of MODEL whose logits are divided by T (ONNX: a Div node "
+            "after the logits; TorchScript: a wrapper module) with T, the data fingerprint and the split in its "
+            "metadata, then verify the copy: argmax identical on every sample, logits = original/T, lower "
+            "held-out ECE. The output is written only when every check passes (exit 1 otherwise)."
+        ),
+    )
+    p.add_argument("model", help="model.onnx or TorchScript model.pt")
+    p.add_argument("--data", required=True, help="image folder, manifest .csv/.parquet, .npz or builtin:digits[:split]")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="path of the calibrated model (.onnx / .pt)")
+    p.add_argument(
+        "--calibration-fraction",
+        type=_fraction,
+        default=0.5,
+        metavar="F",
+        help="share of DATA used to fit T, the rest is held out for verification (default: 0.5)",
+    )
+    p.add_argument(
+        "--calibration-data",
+        metavar="DATA",
+        help="fit T on this data instead and hold out all of --data",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration split (default: 0)")
+    p.add_argument("--n-bins", type=_positive_int, default=15, help="ECE bins (default: 15)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--workers", type=_positive_int, help="image decoding threads (default: up to 8)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH ('-' for stdout)")
+    _add_model_flags(p)
+    p.set_defaults(func=cmd_calibrate)
+
+
+def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Handler of ``evalsuite calibrate``; returns the exit code."""
+    from evalsuite.calibration.calibrate import VerificationError, calibrate_model
+
+    try:
+        outcome = calibrate_model(
+            args.model,
+            args.data,
+            args.output,
+            calibration_fraction=args.calibration_fraction,
+            calibration_data=args.calibration_data,
+            seed=args.seed,
+            n_bins=args.n_bins,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            overrides=_model_overrides(args),
+            force=args.force,
+        )
+    except VerificationError as exc:
+        failed = getattr(exc, "outcome", None)
+        if failed is not None:
+            sys.stdout.write("\n".join(failed.summary_lines()) + "\n")
+            _write_json(args.json, failed.to_dict())
+        raise
+    sys.stdout.write("\n".join(outcome.summary_lines()) + "\n")
+    _write_json(args.json, outcome.to_dict())
+    return 0
+
+
+def _write_json(target: str | None, data: dict[str, Any]) -> None:
+    if not target:
+        return
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    from evalsuite.errors import UsageError
+
+    try:
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write --json {target}: {exc.strerror or exc}") from None

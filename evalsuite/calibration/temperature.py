@@ -1,0 +1,277 @@
+"""Temperature scaling: one scalar ``T`` so that ``softmax(z / T)`` minimises the NLL.
+
+The fit is ours, not netcal's (netcal's ``TemperatureScaling`` fits a multiplicative weight in
+float32 with finite-difference gradients and has been reported to return uncalibrated outputs,
+netcal issues #48 and #61; the tests keep it as a cross-check). We minimise
+
+    NLL(T) = mean_i [ logsumexp(z_i / T) - z_{i, y_i} / T ]
+
+over ``theta = log T`` (so ``T`` stays positive) with L-BFGS (SciPy's L-BFGS-B with the analytic
+gradient and no box, so its first trial step is one unit of ``log T``; ``torch.optim.LBFGS`` would
+do the same iterations but its first construction imports ``torch._dynamo``, seconds of start-up
+for a one-parameter fit). Each evaluation is one streamed pass over the logits in float64
+chunks (reused buffers), on the device the logits live on (CPU or CUDA), returning the value
+and the analytic derivative
+
+    d NLL / d theta = -(1/T) mean_i ( E_{softmax(z_i/T)}[z_i] - z_{i, y_i} ),
+
+so no autograd graph over the ``N x C`` matrix is ever built and memory stays at two chunks. The
+NLL is convex in ``s = 1/T`` with slope ``mean(mean_k z - z_y)`` at ``s = 0`` and slope tending to
+``mean(max_k z - z_y) >= 0`` as ``s -> infinity``, so a finite positive minimiser exists exactly
+when some label logit is below its row maximum (a misclassified sample) and the label logit beats
+the row mean on average. Both conditions are checked exactly before optimising; otherwise the fit
+returns ``temperature = nan`` with ``converged = False`` and says which case it is.
+
+The interval on ``T`` is a robust (sandwich) Wald interval on ``log T``,
+``Var = mean(g_i^2) / (n H^2)`` with per-sample gradients ``g_i`` and the curvature
+``H = mean_i Var_{p_i}[z_i] / T^2``, not a bootstrap: refitting 1,000 times would cost 1,000 fits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from evalsuite.calibration.metrics import CalibrationInputError, _check_labels, _check_matrix
+
+log = logging.getLogger(__name__)
+
+#: Fitted temperatures outside this range mean the fit did not find an interior optimum.
+T_RANGE = (1e-4, 1e4)
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """Result of :func:`fit_temperature` (NLLs on the fitting data, natural log)."""
+
+    temperature: float
+    nll_before: float
+    nll_after: float
+    n: int
+    evaluations: int
+    converged: bool
+    message: str
+    ci: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ci"] = None if self.ci is None else [float(self.ci[0]), float(self.ci[1])]
+        return d
+
+
+class _Objective:
+    """Streamed NLL and its derivative in ``s = 1/T`` over float64 chunks of ``z`` on its device."""
+
+    def __init__(self, z: Any, y: Any, chunk_elements: int) -> None:
+        import torch
+
+        self.torch = torch
+        self.z = z
+        self.n, self.c = int(z.shape[0]), int(z.shape[1])
+        self.rows = max(1, int(chunk_elements) // self.c)
+        zmax = torch.empty(self.n, dtype=torch.float64, device=z.device)
+        zy = torch.empty(self.n, dtype=torch.float64, device=z.device)
+        finite = True
+        slope0 = 0.0  # d NLL / ds at s = 0: mean over rows of (mean logit - label logit)
+        for start in range(0, self.n, self.rows):
+            blk = z[start : start + self.rows]
+            zmax[start : start + self.rows] = blk.amax(dim=1).double()
+            zy[start : start + self.rows] = blk.gather(1, y[start : start + self.rows, None])[:, 0].double()
+            slope0 += float((blk.double().mean(dim=1) - zy[start : start + self.rows]).sum())
+            finite = finite and bool(torch.isfinite(blk).all())
+        if not finite:
+            raise CalibrationInputError("logits contain NaN or infinite values; drop those rows before fitting")
+        self.zmax, self.zy = zmax, zy
+        #: every label logit is its row's maximum: the NLL falls for ever as T -> 0
+        self.separable = bool(torch.all(zy >= zmax))
+        #: the label logit is on average not above the row mean: the NLL is smallest at T -> infinity
+        self.no_signal = self.n > 0 and slope0 / self.n >= 0.0
+        self.evaluations = 0
+        self._buffers: tuple[Any, Any] | None = None
+
+    def __call__(self, s: float, per_sample: bool = False) -> tuple[float, float, Any]:
+        """(mean NLL, d mean NLL / ds, extra) at ``s = 1/T``, all in float64.
+
+        ``extra`` is None, or with ``per_sample`` the per-sample ``(a_i, v_i)``:
+        ``a_i = E_p[z_i] - z_{i, y_i}`` (the gradient in ``s``) and ``v_i = Var_p[z_i]`` (its slope).
+        """
+        torch = self.torch
+        self.evaluations += 1
+        f64 = torch.float64
+        f_sum = g_sum = 0.0
+        a_all = v_all = None
+        if per_sample:
+            a_all = torch.empty(self.n, dtype=f64, device=self.z.device)
+            v_all = torch.empty(self.n, dtype=f64, device=self.z.device)
+        if self._buffers is None:
+            # reused chunk buffers: fresh multi-megabyte tensors per op cost page faults, not arithmetic
+            shape = (min(self.rows, self.n), self.c)
+            self._buffers = (
+                torch.empty(shape, dtype=f64, device=self.z.device),
+                torch.empty(shape, dtype=f64, device=self.z.device),
+            )
+        dbuf, ebuf = self._buffers
+        for start in range(0, self.n, self.rows):
+            stop = min(start + self.rows, self.n)
+            m = stop - start
+            zmax, zy = self.zmax[start:stop], self.zy[start:stop]
+            d, e = dbuf[:m], ebuf[:m]
+            d.copy_(self.z[start:stop])  # the caller's logits are only read
+            d.sub_(zmax[:, None])  # <= 0, so exp never overflows
+            torch.mul(d, s, out=e)
+            e.exp_()
+            se = e.sum(dim=1)
+            e.mul_(d)
+            sed = e.sum(dim=1)
+            f_i = s * (zmax - zy) + torch.log(se)  # logsumexp(s z) - s z_y
+            mean_d = sed / se
+            a_i = mean_d + (zmax - zy)  # E_p[z] - z_y
+            f_sum += float(f_i.sum())
+            g_sum += float(a_i.sum())
+            if per_sample:
+                e.mul_(d)
+                a_all[start:stop] = a_i
+                v_all[start:stop] = e.sum(dim=1) / se - mean_d**2  # Var_p[z]
+        extra: Any = (a_all, v_all) if per_sample else None
+        return f_sum / self.n, g_sum / self.n, extra
+
+
+def _as_tensors(logits: Any, labels: Any) -> tuple[Any, Any]:
+    import torch
+
+    if isinstance(logits, torch.Tensor):
+        z = logits.detach()
+    else:
+        arr = np.asarray(logits)
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float64)
+        z = torch.from_numpy(np.ascontiguousarray(arr))
+    n, c = _check_matrix(z, "logits")
+    if isinstance(labels, torch.Tensor):
+        y_np = labels.detach().cpu().numpy()
+    else:
+        y_np = np.asarray(labels)
+    y_np = _check_labels(y_np, n, c)
+    y = torch.from_numpy(np.ascontiguousarray(y_np)).to(z.device)
+    return z, y
+
+
+def fit_temperature(
+    logits: Any,
+    labels: Any,
+    *,
+    max_iter: int = 100,
+    tolerance_grad: float = 1e-7,
+    chunk_elements: int | None = None,
+    ci: bool = True,
+) -> TemperatureFit:
+    """Fit ``T`` minimising the mean NLL of ``softmax(logits / T)`` on (``logits``, ``labels``).
+
+    Args:
+        logits: ``N x C`` float logits, NumPy or torch (CPU or CUDA; the passes run where the
+            tensor lives; the input is read in chunks, never copied whole, never modified).
+        labels: ``N`` integer class indices.
+        max_iter: L-BFGS iterations (each costs one or a few passes over the logits).
+        tolerance_grad: L-BFGS stops when ``|d NLL / d log T|`` falls below this.
+        chunk_elements: elements per chunk (default 2**20 on CPU, 2**24 on CUDA).
+        ci: also compute the sandwich 95% interval on ``T`` (one extra pass).
+
+    Returns:
+        :class:`TemperatureFit`; ``converged`` is False (with a ``message``) when there is no finite
+        optimum, the search stopped without a small gradient, or ``T`` left ``T_RANGE``.
+    """
+    from scipy.optimize import minimize
+
+    z, y = _as_tensors(logits, labels)
+    if chunk_elements is None:
+        chunk_elements = (1 << 24) if z.device.type == "cuda" else (1 << 20)
+    obj = _Objective(z, y, chunk_elements)
+    if obj.separable or obj.no_signal:
+        # The NLL is convex in 1/T; these are exactly the cases without an interior minimum.
+        f0 = obj(1.0)[0]
+        message = (
+            "every calibration sample is classified correctly (label logit = row maximum): the NLL keeps "
+            "falling as T -> 0, so there is no finite optimum; use more or harder calibration data"
+            if obj.separable
+            else "the label logit is on average at or below the mean logit: the NLL is smallest for uniform "
+            "predictions (T -> infinity); the model or the label mapping looks wrong"
+        )
+        log.warning("temperature fit: %s", message)
+        return TemperatureFit(math.nan, f0, f0, obj.n, obj.evaluations, False, message, None)
+    best: dict[str, float] = {}
+
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        th = float(x[0])
+        s = math.exp(-th)
+        f, dfds, _ = obj(s)
+        grad = -s * dfds
+        if "f0" not in best:
+            best["f0"] = f
+        if "f" not in best or f < best["f"]:
+            best.update(theta=th, f=f, grad=grad)
+        return f, np.array([grad])
+
+    res = minimize(
+        value_and_grad,
+        x0=np.zeros(1),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": int(max_iter), "gtol": float(tolerance_grad), "ftol": 1e-13, "maxcor": 10},
+    )
+    th, f_best, g_best = best["theta"], best["f"], best["grad"]
+    temperature = math.exp(th)
+    converged = abs(g_best) <= max(10 * tolerance_grad, 1e-7 * max(1.0, abs(f_best)))
+    message = (
+        "converged"
+        if converged
+        else f"stopped with |dNLL/dlogT| = {abs(g_best):.3g} after {obj.evaluations} passes ({res.message})"
+    )
+    if not (T_RANGE[0] <= temperature <= T_RANGE[1]):
+        converged = False
+        message = f"temperature {temperature:.4g} outside [{T_RANGE[0]:g}, {T_RANGE[1]:g}]: no usable optimum"
+    interval = None
+    if ci and converged:
+        interval = _sandwich_ci(obj, th)
+    if not converged:
+        log.warning("temperature fit: %s", message)
+    return TemperatureFit(
+        temperature=temperature,
+        nll_before=float(best["f0"]),
+        nll_after=float(f_best),
+        n=obj.n,
+        evaluations=obj.evaluations,
+        converged=bool(converged),
+        message=message,
+        ci=interval,
+    )
+
+
+def _sandwich_ci(obj: _Objective, theta: float) -> tuple[float, float] | None:
+    """Robust 95% Wald interval on ``log T`` mapped back to ``T`` (see the module docstring)."""
+    s = math.exp(-theta)
+    _, _, extra = obj(s, per_sample=True)
+    a, v = extra
+    g = (-s * a).double()
+    hess = float((s * s * v).mean())
+    if not hess > 0:
+        return None
+    se = math.sqrt(float((g * g).mean()) / obj.n) / hess
+    return (math.exp(theta - _Z95 * se), math.exp(theta + _Z95 * se))
+
+
+def nll_at_temperature(logits: Any, labels: Any, temperature: float) -> float:
+    """Mean NLL of ``softmax(logits / temperature)`` (streamed, float64)."""
+    z, y = _as_tensors(logits, labels)
+    obj = _Objective(z, y, (1 << 24) if z.device.type == "cuda" else (1 << 20))
+    return obj(1.0 / float(temperature))[0]
+
+
+def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``logits / temperature`` in the logits' dtype (what the baked model computes)."""
+    z = np.asarray(logits)
+    return (z / np.asarray(temperature, dtype=z.dtype)).astype(z.dtype, copy=False)

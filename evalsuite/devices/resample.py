@@ -1,0 +1,156 @@
+"""Resolution change: a device that captures or transmits fewer pixels than the model sees.
+
+The image is resampled to ``scale`` times its size with the device's down-sampler, then back
+to the model's input size with its up-sampler (the loss of detail is what the model meets;
+the size is what it needs). Interpolations (pixel centres at half-integers throughout):
+
+- ``nearest``: the nearest source pixel (``floor((i + 0.5) / scale)``, torch ``nearest-exact``);
+- ``bilinear``, ``bicubic`` (Keys kernel, a = -0.75, as OpenCV and torch), without antialias:
+  point sampling, so fine detail aliases as in cheap scalers;
+- ``bilinear``/``bicubic`` with ``antialias: true``: the kernel is stretched by the down
+  factor (Pillow's filters; bicubic then uses a = -0.5, as Pillow and torch's antialias);
+- ``area``: exact fractional box averaging (OpenCV ``INTER_AREA``), what pixel binning does.
+
+Scalers in devices work on encoded values, so ``space: srgb`` is the default; ``linear``
+resamples linear light instead (physically correct averaging, as sensor binning does).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from evalsuite.devices.base import DeviceOp, InvalidParameter, Param
+
+_CV2_FLAGS = {"nearest": None, "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA"}
+
+
+def target_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """The intermediate size ``(round(h * scale), round(w * scale))``, at least 1 x 1."""
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
+@lru_cache(maxsize=64)
+def area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``n_out x n_in`` weights of exact box-filter resampling (rows sum to 1).
+
+    Output pixel ``i`` covers ``[i, i + 1) * n_in / n_out`` in input pixel units; its weight on
+    input pixel ``j`` is the overlap of that footprint with ``[j, j + 1)``, over its length.
+    """
+    ratio = n_in / n_out
+    lo = np.arange(n_out, dtype=np.float64)[:, None] * ratio
+    hi = lo + ratio
+    j = np.arange(n_in, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1.0) - np.maximum(lo, j), 0.0, None)
+    m = overlap / ratio
+    m /= m.sum(axis=1, keepdims=True)
+    return m.astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel for nearest-exact resampling."""
+    idx = np.floor((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out)).astype(np.int64)
+    return np.clip(idx, 0, n_in - 1)
+
+
+def resize_np(img: np.ndarray, size: tuple[int, int], method: str, antialias: bool) -> np.ndarray:
+    """Resize an ``H x W`` or ``H x W x C`` float32 image to ``size = (h, w)`` (see module docstring)."""
+    import cv2
+
+    h, w = size
+    if method == "nearest":
+        return np.ascontiguousarray(img[nearest_index(img.shape[0], h)][:, nearest_index(img.shape[1], w)])
+    if method == "area":
+        if h <= img.shape[0] and w <= img.shape[1]:
+            return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        rows = np.tensordot(area_matrix(img.shape[0], h), img, axes=(1, 0))
+        return np.ascontiguousarray(np.moveaxis(np.tensordot(area_matrix(img.shape[1], w), rows, axes=(1, 1)), 0, 1),
+                                    dtype=np.float32)
+    if antialias and (h < img.shape[0] or w < img.shape[1]):
+        from PIL import Image
+
+        res = Image.Resampling.BILINEAR if method == "bilinear" else Image.Resampling.BICUBIC
+        planes = img[..., None] if img.ndim == 2 else img
+        out = [
+            np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), mode="F").resize((w, h), resample=res))
+            for c in range(planes.shape[-1])
+        ]
+        return np.stack(out, axis=-1).reshape((h, w) + img.shape[2:]).astype(np.float32, copy=False)
+    return cv2.resize(img, (w, h), interpolation=getattr(cv2, _CV2_FLAGS[method]))
+
+
+def resize_torch(x: Any, size: tuple[int, int], method: str, antialias: bool) -> Any:
+    """Batched equivalent of :func:`resize_np` for an ``N x C x H x W`` tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = size
+    if method == "area":
+        mh = torch.from_numpy(area_matrix(x.shape[2], h)).to(x.device, x.dtype)
+        mw = torch.from_numpy(area_matrix(x.shape[3], w)).to(x.device, x.dtype)
+        return torch.matmul(torch.matmul(mh, x), mw.T)
+    if method == "nearest":
+        return F.interpolate(x, size=(h, w), mode="nearest-exact")
+    aa = bool(antialias and (h < x.shape[2] or w < x.shape[3]))
+    return F.interpolate(x, size=(h, w), mode=method, align_corners=False, antialias=aa)
+
+
+class ResolutionChange(DeviceOp):
+    """Down-sample to ``scale`` x the input size, then up-sample back (see module docstring)."""
+
+    name = "resolution"
+    summary = "down- then up-sampling with a device's interpolation (nearest/bilinear/bicubic/area)"
+    params = {
+        "scale": Param("float", 0.5, "intermediate size as a factor of the input size", 0.0, 1.0, low_open=True),
+        "down": Param("choice", "area", "down-sampling interpolation", choices=("nearest", "bilinear", "bicubic", "area")),
+        "up": Param("choice", "bilinear", "up-sampling interpolation", choices=("nearest", "bilinear", "bicubic")),
+        "antialias": Param("bool", False, "stretch the bilinear/bicubic kernel when down-sampling"),
+        "space": Param("choice", "srgb", "resample encoded values or linear light", choices=("srgb", "linear")),
+    }
+    ladder = {
+        1: {"scale": 0.75},
+        2: {"scale": 0.5},
+        3: {"scale": 0.375},
+        4: {"scale": 0.25},
+        5: {"scale": 0.15},
+    }
+
+    def _validate(self) -> None:
+        if self.antialias and self.down not in ("bilinear", "bicubic"):
+            raise InvalidParameter(
+                f"resolution: antialias applies to bilinear/bicubic down-sampling, not {self.down!r} "
+                "('area' already averages, 'nearest' never filters)"
+            )
+
+    @property
+    def domain(self) -> str:  # type: ignore[override]
+        return self.values["space"]
+
+    def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
+        h, w = img.shape[:2]
+        lo = resize_np(img, target_size(h, w, self.scale), self.down, self.antialias)
+        out = resize_np(lo, (h, w), self.up, False)
+        if "bicubic" in (self.down, self.up):  # only cubic kernels overshoot
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def apply_numpy_into(self, img: np.ndarray, p: Any, out: np.ndarray) -> None:
+        import cv2
+
+        if self.up == "nearest":
+            out[...] = self.apply_numpy(img, p)
+            return
+        h, w = img.shape[:2]
+        lo = resize_np(img, target_size(h, w, self.scale), self.down, self.antialias)
+        cv2.resize(lo, (w, h), dst=out, interpolation=getattr(cv2, _CV2_FLAGS[self.up]))
+        if "bicubic" in (self.down, self.up):
+            np.clip(out, 0.0, 1.0, out=out)
+
+    def apply_torch(self, x: Any, ps: Any) -> Any:
+        h, w = x.shape[2], x.shape[3]
+        small = target_size(h, w, self.scale)
+        y = resize_torch(x, small, self.down, self.antialias)
+        return resize_torch(y, (h, w), self.up, False).clamp_(0.0, 1.0)

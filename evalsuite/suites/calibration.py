@@ -1,0 +1,402 @@
+"""The calibration suite: can the model's confidence be trusted, on clean data and under shift?
+
+An analysis suite (``stage = "analysis"``): it adds no conditions and summarises the stored
+predictions of every condition in the run (clean, ``corruption/...``, ``device/...``,
+``attack/...``).
+
+Metrics land at ``calibration.<condition>.<metric>`` where ``<condition>`` is the condition key
+with ``/`` replaced by ``.`` (``clean``, ``corruption.fog.3``, ``device.webcam-720p``,
+``attack.linf.8_255``). When two keys would collide after that replacement, or a key would
+shadow one of the suite's own entries (``worst_shift``, ``worst_attack``), ``/`` becomes ``__``
+instead; ``report.calibration.conditions`` lists the mapping. Per condition: ``ece``,
+``adaptive_ece``, ``mce``, ``classwise_ece``, ``brier``, ``nll``, ``overconfidence_share``,
+``confidence_gap``, ``mean_confidence``, ``accuracy``, ``aurc``, ``eaurc`` (all with n and a 95%
+bootstrap CI), plus ``ece_before_temperature`` / ``ece_after_temperature`` on the held-out
+samples. ``calibration.clean`` adds ``temperature`` (sandwich CI; the split is recorded in the
+leaf), ``temperature_converged``, ``nll_before_temperature`` and ``nll_after_temperature``.
+``calibration.worst_shift.ece`` is the largest ECE over natural-shift conditions (every
+non-clean condition that is not an attack) and names it; ``calibration.worst_attack.ece`` does
+the same for attacks, kept apart because an attack that drives accuracy to zero always has
+the worst ECE and would make a shift gate meaningless.
+
+Temperature scaling (``T`` fitted by NLL, :mod:`evalsuite.calibration.temperature`) uses a
+seeded, stratified split of the clean predictions (:mod:`evalsuite.calibration.split`): ``T`` is
+fitted on the calibration part and every before/after number is computed on the held-out part
+only, in every condition (rows whose sample id is held out), so nothing fitted is scored.
+With ``calibration_data`` the suite predicts that dataset with the run's model, fits ``T`` on
+all of it and holds out all evaluation samples.
+
+Options (suite preset YAML ``suites: {calibration: {...}}``):
+
+- ``n_bins`` (int, 15): bins of every binned metric.
+- ``calibration_fraction`` (float in (0, 1), 0.5): share of clean samples used to fit ``T``.
+- ``calibration_data`` (dataset spec, none): fit ``T`` on this data instead (``--calibration-data``).
+- ``n_boot`` (int >= 0, 1000): bootstrap replicates per interval (0: no intervals).
+- ``classwise`` (bool, true): compute the classwise ECE.
+
+Built-in check: a WARN gate when the temperature fit did not converge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import DataError, UsageError
+from evalsuite.stats import DEFAULT_BOOTSTRAP, metric
+from evalsuite.suites.base import PredictionSet, RunContext, Suite, SuiteOutput
+
+log = logging.getLogger(__name__)
+
+RESERVED = frozenset({"worst_shift", "worst_attack"})
+HISTOGRAM_BINS = 20
+SHIFT_METRICS = ("ece", "adaptive_ece", "mce", "brier", "nll", "aurc", "accuracy", "mean_confidence")
+
+
+def metric_keys(condition_keys: list[str]) -> dict[str, str]:
+    """Condition key -> key under ``calibration`` (``/`` -> ``.`` unless ambiguous, then ``__``)."""
+    dotted = {k: k.replace("/", ".") for k in condition_keys}
+    counts = Counter(dotted.values())
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for k in condition_keys:
+        m = dotted[k]
+        if counts[m] > 1 or m in RESERVED:
+            m = k.replace("/", "__")
+        base, i = m, 1
+        while m in taken or m in RESERVED:
+            m = f"{base}__{i}"
+            i += 1
+        taken.add(m)
+        out[k] = m
+    return out
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise UsageError(f"suite 'calibration': option {name} must be true or false, got {value!r}")
+
+
+class CalibrationSuite(Suite):
+    """Calibration of every condition, temperature scaling on a held-out split, ECE under shift.
+
+    Options: ``n_bins`` (15), ``calibration_fraction`` (0.5), ``calibration_data`` (none),
+    ``n_boot`` (1000), ``classwise`` (true). See the module docstring for metric paths.
+    """
+
+    name = "calibration"
+    stage = "analysis"
+    option_names = ("n_bins", "calibration_fraction", "calibration_data", "n_boot", "classwise")
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        from evalsuite.calibration.split import check_fraction
+
+        o = self.options
+        self.n_bins = self._int("n_bins", o.get("n_bins", 15), minimum=1)
+        self.n_boot = self._int("n_boot", o.get("n_boot", DEFAULT_BOOTSTRAP), minimum=0)
+        self.fraction = check_fraction(o.get("calibration_fraction", 0.5), "suite 'calibration': calibration_fraction")
+        data = o.get("calibration_data")
+        if data is not None and (not isinstance(data, str) or not data.strip()):
+            raise UsageError(f"suite 'calibration': calibration_data must be a dataset spec string, got {data!r}")
+        self.calibration_data = data
+        self.classwise = _bool(o.get("classwise", True), "classwise")
+
+    @staticmethod
+    def _int(name: str, value: Any, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+            raise UsageError(f"suite 'calibration': option {name} must be an integer >= {minimum}, got {value!r}")
+        return int(value)
+
+    # ------------------------------------------------------------------------------ summary
+    def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
+        from evalsuite.calibration.bootstrap import calibration_leaves
+        from evalsuite.seeding import sample_seed
+
+        keys = list(preds)
+        mkeys = metric_keys(keys)
+        metrics: dict[str, Any] = {}
+        rows: list[dict[str, Any]] = []
+        for key in keys:
+            p = preds[key]
+            ok = p.finite
+            seed = sample_seed(run.seed, "calibration/bootstrap", key)
+            if ok.sum() == 0:
+                leaves = {"ece": metric(None, 0, None, "lower", note="no finite predictions")}
+            else:
+                leaves = calibration_leaves(
+                    p.logits[ok], p.labels[ok], n_bins=self.n_bins, n_boot=self.n_boot, seed=seed,
+                    classwise=self.classwise,
+                )
+            bad = int((~ok).sum())
+            if bad:
+                leaves["nonfinite_rows"] = metric(bad, len(p), None, "lower")
+            metrics[mkeys[key]] = leaves
+            rows.append({"key": key, "metric_key": mkeys[key], "suite": p.suite, "n": int(ok.sum())})
+
+        report: dict[str, Any] = {"n_bins": self.n_bins, "n_boot": self.n_boot}
+        checks: list[dict[str, Any]] = []
+        if "clean" in preds:
+            temp = self._temperature(run, preds, mkeys, metrics, report)
+            if temp is not None:
+                checks.append(
+                    {
+                        "name": "calibration: temperature fit converged",
+                        "metric": "calibration.clean.temperature_converged",
+                        "min": 1,
+                        "severity": "warn",
+                        "bound": "point",
+                        "description": "Fitting the temperature on the calibration split must converge "
+                        "(otherwise before/after-temperature numbers mean little).",
+                    }
+                )
+        else:
+            report["temperature"] = {"skipped": "no clean condition in this run"}
+
+        metrics["worst_shift"] = {"ece": self._worst(preds, mkeys, metrics, attack=False)}
+        if any(preds[k].suite == "attack" for k in keys):
+            metrics["worst_attack"] = {"ece": self._worst(preds, mkeys, metrics, attack=True)}
+
+        for row in rows:
+            leaves = metrics[row["metric_key"]]
+            for name in (*SHIFT_METRICS, "ece_before_temperature", "ece_after_temperature"):
+                leaf = leaves.get(name)
+                row[name] = None if leaf is None else leaf["value"]
+                if name == "ece" and leaf is not None:
+                    row["ece_ci"] = leaf["ci"]
+            row["label"] = _label(row["key"])
+        report["conditions"] = rows
+        report["shift"] = _shift_data(rows)
+        report["worst_shift"] = {k: metrics["worst_shift"]["ece"].get(k) for k in ("value", "condition", "n")}
+        if "worst_attack" in metrics:
+            report["worst_attack"] = {k: metrics["worst_attack"]["ece"].get(k) for k in ("value", "condition", "n")}
+        return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    # ---------------------------------------------------------------------- temperature
+    def _calibration_logits(self, run: RunContext) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Logits and labels of ``calibration_data`` predicted with the run's model."""
+        from evalsuite.calibration.predict import predict_dataset
+        from evalsuite.data import open_dataset, resolve_labels
+
+        ds = open_dataset(self.calibration_data)
+        labels = resolve_labels(ds, list(run.model.info.class_names))
+        logits = predict_dataset(run.model, ds, labels, batch_size=run.batch_size, desc="calibration data")
+        ok = np.all(np.isfinite(logits), axis=1)
+        record = {
+            "source": "calibration_data",
+            "data": ds.name,
+            "fingerprint": ds.fingerprint,
+            "n_calibration": int(ok.sum()),
+            "n_nonfinite_dropped": int((~ok).sum()),
+        }
+        eval_fp = getattr(run.dataset, "fingerprint", None)
+        if eval_fp is not None and eval_fp == ds.fingerprint:
+            record["warning"] = "calibration_data is the evaluation data: before/after numbers are not held out"
+            log.warning("calibration_data %s is the evaluation data; temperature numbers are not held out", ds.name)
+        return logits[ok], labels[ok], record
+
+    def _temperature(
+        self,
+        run: RunContext,
+        preds: PredictionSet,
+        mkeys: dict[str, str],
+        metrics: dict[str, Any],
+        report: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        from evalsuite.calibration.bootstrap import calibration_leaves
+        from evalsuite.calibration.metrics import (
+            confidence_histogram,
+            reliability_from_top_label,
+            risk_coverage_from_top_label,
+            softmax,
+            top_label,
+        )
+        from evalsuite.calibration.split import stratified_split
+        from evalsuite.calibration.temperature import fit_temperature
+        from evalsuite.seeding import sample_seed
+
+        clean = preds.clean
+        ok = clean.finite
+        z, y, ids = clean.logits[ok], clean.labels[ok], np.asarray(clean.ids)[ok].astype(str)
+        clean_leaves = metrics[mkeys["clean"]]
+        if len(y) == 0:
+            report["temperature"] = {"skipped": "no finite clean predictions"}
+            return None
+        tl_all = top_label(softmax(z), y)
+        hist_counts, hist_edges = confidence_histogram(softmax(z), HISTOGRAM_BINS)
+        correct_hist = np.bincount(
+            np.minimum((tl_all.confidence * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)[tl_all.correct > 0],
+            minlength=HISTOGRAM_BINS,
+        )
+        report["clean_reliability"] = reliability_from_top_label(tl_all, self.n_bins).to_dict()
+        report["confidence_histogram"] = {
+            "counts": hist_counts,
+            "edges": hist_edges,
+            "correct_counts": [int(c) for c in correct_hist],
+        }
+        report["risk_coverage"] = risk_coverage_from_top_label(tl_all).to_dict()
+
+        if self.calibration_data is not None:
+            cz, cy, split_record = self._calibration_logits(run)
+            held_ids = np.unique(ids)
+            split_record["n_heldout"] = int(len(held_ids))
+        else:
+            try:
+                split = stratified_split(ids, y, self.fraction, run.seed)
+            except DataError as exc:  # too few samples to split
+                report["temperature"] = {"skipped": str(exc)}
+                clean_leaves["temperature_converged"] = metric(0.0, len(y), None, "higher", reason=str(exc))
+                return {}
+            cz, cy = z[split.calibration], y[split.calibration]
+            held_ids = np.unique(ids[split.heldout])
+            split_record = split.record()
+
+        fit = fit_temperature(cz, cy)
+        t = fit.temperature
+        clean_leaves["temperature"] = metric(
+            t, fit.n, fit.ci, "none",
+            ci_method="sandwich (robust Wald) on log T",
+            converged=fit.converged,
+            message=fit.message,
+            nll_calibration_before=fit.nll_before,
+            nll_calibration_after=fit.nll_after,
+            split=split_record,
+        )
+        clean_leaves["temperature_converged"] = metric(1.0 if fit.converged else 0.0, fit.n, None, "higher",
+                                                       message=fit.message)
+
+        if not math.isfinite(t):
+            report["temperature"] = {
+                "value": None, "converged": False, "message": fit.message, "split": split_record,
+                "skipped": f"no temperature: {fit.message}",
+            }
+            return report["temperature"]
+        # before / after on held-out rows of every condition
+        for key, p in preds.items():
+            pok = p.finite & np.isin(np.asarray(p.ids).astype(str), held_ids)
+            leaves = metrics[mkeys[key]]
+            if not pok.any():
+                continue
+            seed = sample_seed(run.seed, "calibration/heldout", key)
+            include = ("ece", "nll") if key == "clean" else ("ece",)
+            before = calibration_leaves(p.logits[pok], p.labels[pok], n_bins=self.n_bins, n_boot=self.n_boot,
+                                        seed=seed, include=include)
+            after = calibration_leaves(p.logits[pok], p.labels[pok], n_bins=self.n_bins, n_boot=self.n_boot,
+                                       seed=seed, include=include, temperature=t)
+            for name in include:
+                leaves[f"{name}_before_temperature"] = dict(before[name], heldout=True)
+                leaves[f"{name}_after_temperature"] = dict(after[name], heldout=True, temperature=t)
+
+        hmask = np.isin(ids, held_ids)
+        tl_before = top_label(softmax(z[hmask]), y[hmask])
+        tl_after = top_label(softmax(z[hmask], t), y[hmask])
+        report["temperature"] = {
+            "value": t,
+            "ci": list(fit.ci) if fit.ci else None,
+            "converged": fit.converged,
+            "message": fit.message,
+            "split": split_record,
+            "nll_calibration_before": fit.nll_before,
+            "nll_calibration_after": fit.nll_after,
+            "heldout_n": int(hmask.sum()),
+            "ece_before": clean_leaves["ece_before_temperature"]["value"],
+            "ece_after": clean_leaves["ece_after_temperature"]["value"],
+            "nll_before": clean_leaves["nll_before_temperature"]["value"],
+            "nll_after": clean_leaves["nll_after_temperature"]["value"],
+            "reliability_before": reliability_from_top_label(tl_before, self.n_bins).to_dict(),
+            "reliability_after": reliability_from_top_label(tl_after, self.n_bins).to_dict(),
+        }
+        return report["temperature"]
+
+    # ----------------------------------------------------------------------------- worst
+    @staticmethod
+    def _worst(preds: PredictionSet, mkeys: dict[str, str], metrics: dict[str, Any], *, attack: bool) -> dict[str, Any]:
+        what = "attack conditions" if attack else "natural-shift conditions (every non-clean, non-attack condition)"
+        best_key, best_leaf = None, None
+        for key, p in preds.items():
+            if key == "clean" or (p.suite == "attack") != attack:
+                continue
+            leaf = metrics[mkeys[key]].get("ece")
+            if leaf is None or leaf["value"] is None:
+                continue
+            if best_leaf is None or leaf["value"] > best_leaf["value"]:
+                best_key, best_leaf = key, leaf
+        if best_leaf is None:
+            return metric(None, 0, None, "lower", condition=None, over=what, note="no such condition in this run")
+        return dict(best_leaf, condition=best_key, metric_key=mkeys[best_key], over=what)
+
+
+def _label(key: str) -> str:
+    parts = key.split("/")
+    if parts[0] in ("corruption", "device", "attack") and len(parts) > 1:
+        return " ".join(parts[1:])
+    return key
+
+
+def _severity(p_key: str) -> tuple[str, int] | None:
+    parts = p_key.split("/")
+    if len(parts) == 3 and parts[0] == "corruption" and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    return None
+
+
+def _shift_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Chart data: ECE by corruption severity (mean / worst / per corruption), by device, by attack."""
+    clean = next((r for r in rows if r["key"] == "clean"), None)
+    clean_ece = None if clean is None else clean.get("ece")
+    grid: dict[str, dict[int, float | None]] = {}
+    for r in rows:
+        sev = _severity(r["key"])
+        if sev is not None:
+            grid.setdefault(sev[0], {})[sev[1]] = r.get("ece")
+    severities = sorted({s for g in grid.values() for s in g})
+    names = sorted(grid)
+    series: dict[str, list[list[float]]] = {}
+    if severities:
+        mean_pts, worst_pts = [], []
+        for s in severities:
+            vals = [grid[n][s] for n in names if grid[n].get(s) is not None]
+            if vals:
+                mean_pts.append([float(s), float(np.mean(vals))])
+                worst_pts.append([float(s), float(np.max(vals))])
+        if clean_ece is not None:
+            series["clean"] = [[0.0, clean_ece], [float(severities[-1]), clean_ece]]
+        series["mean over corruptions"] = mean_pts
+        series["worst corruption"] = worst_pts
+    ymax = 0.0
+    for r in rows:
+        v = r.get("ece")
+        if v is not None and math.isfinite(v):
+            ymax = max(ymax, v)
+    devices = [r for r in rows if r["suite"] == "device"]
+    attacks = [r for r in rows if r["suite"] == "attack"]
+    return {
+        "clean_ece": clean_ece,
+        "ymax": min(1.0, max(0.05, ymax * 1.15)),
+        "severities": severities,
+        "severity_series": series,
+        "corruption_names": names,
+        "corruption_grid": [[grid[n].get(s) for s in severities] for n in names],
+        "devices": {
+            "labels": [r["label"] for r in devices],
+            "ece": [r.get("ece") for r in devices],
+            "lower": [(r.get("ece_ci") or [None, None])[0] for r in devices],
+            "upper": [(r.get("ece_ci") or [None, None])[1] for r in devices],
+        },
+        "attacks": {
+            "labels": [r["label"] for r in attacks],
+            "ece": [r.get("ece") for r in attacks],
+            "lower": [(r.get("ece_ci") or [None, None])[0] for r in attacks],
+            "upper": [(r.get("ece_ci") or [None, None])[1] for r in attacks],
+        },
+    }
+
+
+__all__ = ["CalibrationSuite", "metric_keys"]
+

@@ -1,0 +1,457 @@
+"""The device-shift suite: how the model does when the camera changes.
+
+Simulated shift: every selected device profile (a chain of camera, optics, ISP and codec
+operations; see ``docs/devices.md``) and a per-operation severity ladder become conditions;
+their accuracy is compared with clean accuracy on the same samples. Real shift: when the data
+has a device/source column, each device's clean accuracy is compared with the rest of the data.
+
+Options (suite preset ``suites: {device: {...}}``):
+
+- ``profiles``: ``all`` (built-in plus ``profiles_file``), a list of profile names, or ``[]``.
+  Default: every built-in profile, or only the file's profiles when ``profiles_file`` is set.
+- ``profiles_file``: a YAML file of the user's own profiles (``--devices my_fleet.yaml``).
+- ``operations``: operations for the per-operation x severity ladder: a list of names,
+  ``all`` or ``[]``. Default: ``resolution, jpeg, sensor_noise, lens_blur, white_balance``.
+- ``severities``: ladder severities (1-5). Default ``[1, 3, 5]``.
+- ``device_column``: a data column naming the capturing device (``--device-column camera``).
+
+Conditions: ``device/<profile>`` and ``device/op/<operation>/<severity>``.
+
+Metrics (``results.metrics.device``), all with 95% bootstrap CIs:
+
+- ``<profile>.accuracy`` and ``<profile>.drop`` (clean minus profile accuracy; paired bootstrap
+  over samples, so the CI is of the difference itself);
+- ``worst.accuracy`` / ``worst.drop`` (the worst profile, named in the leaf's ``profile``; the
+  CI resamples samples jointly and takes the minimum each time, so it accounts for picking
+  the worst) and ``mean_accuracy`` (mean over profiles, joint bootstrap);
+- ``ops.<operation>.<severity>.accuracy`` / ``.drop``;
+- ``real.<device>.accuracy`` and ``real.<device>.drop_vs_rest`` (accuracy of every other
+  device's samples minus this device's; independent bootstrap of the two groups).
+
+Built-in check: a warning when the worst profile loses more than 10 points of accuracy.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import UsageError
+from evalsuite.registry import did_you_mean
+from evalsuite.stats import DEFAULT_BOOTSTRAP, bootstrap_mean_ci, metric, percentile_ci
+from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEVERITIES = (1, 3, 5)
+WORST_DROP_WARN = 0.10
+THUMBNAIL_PX = 96
+
+
+def _correct(p: Predictions) -> np.ndarray:
+    """0/1 correctness per row; rows with non-finite logits count as wrong."""
+    logits = np.asarray(p.logits)
+    finite = np.all(np.isfinite(logits), axis=1)
+    pred = np.argmax(np.where(np.isfinite(logits), logits, -np.inf), axis=1) if logits.size else np.zeros(0, int)
+    return ((pred == np.asarray(p.labels)) & finite).astype(np.float64)
+
+
+def _names(value: Any, option: str) -> list[str] | str | None:
+    """Normalise a list option: ``None``, ``"all"``, a comma-separated string or a list of strings."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        v = value.strip()
+        if v.lower() == "all":
+            return "all"
+        if v.lower() in ("none", ""):
+            return []
+        return [s.strip() for s in v.split(",") if s.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return [str(s) for s in value]
+    raise UsageError(f"suite 'device': option {option} must be 'all', a name or a list of names, got {value!r}")
+
+
+def _joint_bootstrap(matrix: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, P)`` column means of row-resampled ``matrix`` (n x P), rows drawn jointly."""
+    n, p = matrix.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_boot, p))
+    chunk = max(1, int(2e7 // max(n * p, 1)))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = matrix[idx].mean(axis=1)
+    return out
+
+
+def _two_group_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """95% CI of ``mean(a) - mean(b)`` for 0/1 arrays resampled independently.
+
+    Resampling ``n`` Bernoulli values with replacement gives a Binomial(n, mean) count, so the
+    bootstrap is drawn directly from binomials (same distribution, no index arrays).
+    """
+    rng = np.random.default_rng(seed)
+    ra = rng.binomial(len(a), float(a.mean()), size=n_boot) / len(a)
+    rb = rng.binomial(len(b), float(b.mean()), size=n_boot) / len(b)
+    return percentile_ci(ra - rb)
+
+
+def _thumbnail_png(image: np.ndarray, target: int = THUMBNAIL_PX) -> bytes:
+    """PNG of a uint8 HxWx3 image scaled to about ``target`` px (nearest for small images)."""
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(image))
+    h, w = image.shape[:2]
+    if max(h, w) > target:
+        im.thumbnail((target, target), Image.Resampling.LANCZOS)
+    elif max(h, w) < target:
+        f = max(1, target // max(h, w))
+        im = im.resize((w * f, h * f), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+class DeviceSuite(Suite):
+    """Simulated device profiles, a per-operation severity ladder and real per-device shift.
+
+    See the module docstring for options, conditions and metrics.
+    """
+
+    name = "device"
+    option_names = ("profiles", "profiles_file", "operations", "severities", "device_column")
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        from evalsuite.devices.ops import DEFAULT_LADDER_OPS, OPS
+        from evalsuite.devices.profiles import builtin_profiles, load_profiles_file
+
+        o = self.options
+        builtin = builtin_profiles()
+        user: dict[str, Any] = {}
+        pfile = o.get("profiles_file")
+        if pfile is not None:
+            if not isinstance(pfile, str) or not pfile.strip():
+                raise UsageError(f"suite 'device': option profiles_file must be a path, got {pfile!r}")
+            user = load_profiles_file(pfile)
+        available = {**builtin, **user}
+        chosen = _names(o.get("profiles"), "profiles")
+        if chosen is None:
+            chosen = list(user) if user else list(builtin)
+        elif chosen == "all":
+            chosen = list(available)
+        for name in chosen:
+            if name not in available:
+                raise UsageError(
+                    f"suite 'device': unknown device profile {name!r}{did_you_mean(name, list(available))}; "
+                    f"valid: {', '.join(available)}"
+                )
+        self.profiles = [available[n] for n in dict.fromkeys(chosen)]
+
+        ops = _names(o.get("operations"), "operations")
+        if ops is None:
+            ops = list(DEFAULT_LADDER_OPS)
+        elif ops == "all":
+            ops = OPS.names()
+        for op in ops:
+            if op not in OPS:
+                raise UsageError(
+                    f"suite 'device': unknown operation {op!r}{did_you_mean(op, OPS.names())}; valid: {', '.join(OPS.names())}"
+                )
+        self.operations = list(dict.fromkeys(ops))
+
+        sev = o.get("severities", list(DEFAULT_SEVERITIES))
+        if isinstance(sev, str):
+            try:
+                sev = [int(s) for s in sev.split(",") if s.strip()]
+            except ValueError:
+                raise UsageError(f"suite 'device': option severities must be integers 1-5, got {sev!r}") from None
+        if isinstance(sev, (int, np.integer)) and not isinstance(sev, bool):
+            sev = [int(sev)]
+        if (
+            not isinstance(sev, (list, tuple))
+            or not sev
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= int(s) <= 5 for s in sev)
+        ):
+            raise UsageError(f"suite 'device': option severities must be a non-empty list of integers 1-5, got {sev!r}")
+        self.severities = sorted({int(s) for s in sev})
+
+        col = o.get("device_column")
+        if col is not None and (not isinstance(col, str) or not col):
+            raise UsageError(f"suite 'device': option device_column must be a column name, got {col!r}")
+        self.device_column: str | None = col
+
+    # ------------------------------------------------------------------------------ conditions
+
+    def _check_column(self, run: RunContext) -> None:
+        if self.device_column is None:
+            return
+        columns = sorted(getattr(run.dataset, "columns", {}) or {})
+        if self.device_column not in columns:
+            raise UsageError(
+                f"device column {self.device_column!r} is not in the data{did_you_mean(self.device_column, columns)}; "
+                f"available columns: {', '.join(columns) or '(none)'}"
+            )
+
+    def build_conditions(self) -> list[Any]:
+        """The suite's conditions (independent of the run): profiles first, then the ladder."""
+        from evalsuite.devices.condition import DeviceCondition, op_key, profile_key
+        from evalsuite.devices.ops import make_op
+
+        conds: list[Any] = []
+        for prof in self.profiles:
+            conds.append(DeviceCondition(key=profile_key(prof.name), suite=self.name, params=prof.config(), ops=prof.ops))
+        for op_name in self.operations:
+            for s in self.severities:
+                op = make_op(op_name, severity=s)
+                conds.append(
+                    DeviceCondition(
+                        key=op_key(op_name, s),
+                        suite=self.name,
+                        params={"operation": op_name, "severity": s, "chain": [op.config()]},
+                        ops=(op,),
+                    )
+                )
+        return conds
+
+    def conditions(self, run: RunContext) -> list[Any]:
+        self._check_column(run)
+        return self.build_conditions()
+
+    # ------------------------------------------------------------------------------ summary
+
+    def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
+        from evalsuite.devices.condition import op_key, profile_key
+
+        self._check_column(run)
+        seed = int(run.seed)
+        clean = preds.get("clean")
+        if clean is None:
+            raise RuntimeError("the device suite needs the clean condition's predictions")
+        clean_correct = _correct(clean)
+        clean_pos = {int(i): r for r, i in enumerate(np.asarray(clean.index))}
+        metrics: dict[str, Any] = {}
+        checks: list[dict[str, Any]] = []
+        report: dict[str, Any] = {"clean_accuracy": float(clean_correct.mean()) if len(clean_correct) else None}
+
+        def paired(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+            p = preds.get(key)
+            if p is None:
+                log.warning("device suite: no predictions for condition %s; skipped", key)
+                return None
+            rows = np.array([clean_pos.get(int(i), -1) for i in np.asarray(p.index)], dtype=np.int64)
+            keep = rows >= 0
+            if not keep.all():
+                log.warning("device suite: %d rows of %s have no clean counterpart", int((~keep).sum()), key)
+            return _correct(p)[keep], clean_correct[rows[keep]], np.asarray(p.index)[keep]
+
+        def leaves(cond: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+            n = len(cond)
+            if n == 0:
+                return {"accuracy": metric(None, 0), "drop": metric(None, 0, direction="lower")}
+            return {
+                "accuracy": metric(cond.mean(), n, bootstrap_mean_ci(cond, seed=seed)),
+                "drop": metric(ref.mean() - cond.mean(), n, bootstrap_mean_ci(ref - cond, seed=seed), "lower"),
+            }
+
+        # Profiles.
+        profile_rows: list[dict[str, Any]] = []
+        columns: dict[str, np.ndarray] = {}
+        for prof in self.profiles:
+            got = paired(profile_key(prof.name))
+            if got is None:
+                continue
+            cond, ref, index = got
+            metrics[prof.name] = leaves(cond, ref)
+            columns[prof.name] = index
+            profile_rows.append(
+                {
+                    "name": prof.name,
+                    "description": prof.description,
+                    "chain": prof.chain_summary(),
+                    "source": prof.source,
+                    "steps": [op.describe() for op in prof.ops],
+                    "thumbnail": None,
+                }
+            )
+        if columns:
+            self._summarise_profiles(metrics, columns, preds, clean_correct, clean_pos, seed, report)
+            worst = metrics["worst"]
+            checks.append(
+                {
+                    "name": "device: worst profile accuracy drop",
+                    "metric": "device.worst.drop",
+                    "max": WORST_DROP_WARN,
+                    "severity": "warn",
+                    "bound": "point",
+                    "description": (
+                        f"The worst simulated device profile ({worst['accuracy'].get('profile')}) should not cost more than "
+                        f"{WORST_DROP_WARN:.0%} accuracy against clean data."
+                    ),
+                }
+            )
+        report["profiles"] = profile_rows
+        report["bar"] = {
+            "labels": [r["name"] for r in profile_rows],
+            "values": [metrics[r["name"]]["accuracy"]["value"] for r in profile_rows],
+            "lower": [(metrics[r["name"]]["accuracy"]["ci"] or [None, None])[0] for r in profile_rows],
+            "upper": [(metrics[r["name"]]["accuracy"]["ci"] or [None, None])[1] for r in profile_rows],
+            "reference": report["clean_accuracy"],
+        }
+
+        # Per-operation ladder.
+        from evalsuite.devices.ops import make_op
+
+        op_rows = []
+        if self.operations:
+            metrics["ops"] = {}
+        for op_name in self.operations:
+            per_sev: dict[str, Any] = {}
+            cells = []
+            for s in self.severities:
+                got = paired(op_key(op_name, s))
+                if got is None:
+                    continue
+                cond, ref, _ = got
+                per_sev[str(s)] = leaves(cond, ref)
+                cells.append(
+                    {
+                        "severity": s,
+                        "params": make_op(op_name, severity=s).describe(),
+                        "accuracy": per_sev[str(s)]["accuracy"]["value"],
+                        "drop": per_sev[str(s)]["drop"]["value"],
+                    }
+                )
+            metrics["ops"][op_name] = per_sev
+            op_rows.append({"operation": op_name, "cells": cells})
+        report["ops"] = {"severities": list(self.severities), "rows": op_rows}
+
+        # Real device shift.
+        if self.device_column is not None:
+            metrics["real"], report["real"] = self._real_shift(run, clean, clean_correct, seed)
+
+        self._thumbnails(run, report)
+        return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    def _summarise_profiles(
+        self,
+        metrics: dict[str, Any],
+        columns: dict[str, np.ndarray],
+        preds: PredictionSet,
+        clean_correct: np.ndarray,
+        clean_pos: dict[int, int],
+        seed: int,
+        report: dict[str, Any],
+    ) -> None:
+        """``worst`` and ``mean_accuracy`` over profiles, on the samples every profile has."""
+        from evalsuite.devices.condition import profile_key
+
+        names = list(columns)
+        common = columns[names[0]]
+        for n in names[1:]:
+            common = np.intersect1d(common, columns[n])
+        common = np.intersect1d(common, np.asarray(list(clean_pos), dtype=np.int64))
+        mat = np.empty((len(common), len(names) + 1))
+        for j, name in enumerate(names):
+            p = preds[profile_key(name)]
+            pos = {int(i): r for r, i in enumerate(np.asarray(p.index))}
+            mat[:, j] = _correct(p)[[pos[int(i)] for i in common]]
+        mat[:, -1] = clean_correct[[clean_pos[int(i)] for i in common]]
+        n = len(common)
+        if n == 0:
+            metrics["worst"] = {"accuracy": metric(None, 0, profile=None), "drop": metric(None, 0, direction="lower")}
+            metrics["mean_accuracy"] = metric(None, 0)
+            return
+        acc = mat[:, :-1].mean(axis=0)
+        worst_j = int(np.argmin(acc))
+        boot = _joint_bootstrap(mat, DEFAULT_BOOTSTRAP, seed)
+        boot_worst = boot[:, :-1].min(axis=1)
+        clean_acc = mat[:, -1].mean()
+        metrics["worst"] = {
+            "accuracy": metric(acc[worst_j], n, percentile_ci(boot_worst), profile=names[worst_j]),
+            "drop": metric(clean_acc - acc[worst_j], n, percentile_ci(boot[:, -1] - boot_worst), "lower",
+                           profile=names[worst_j]),
+        }
+        metrics["mean_accuracy"] = metric(acc.mean(), n, percentile_ci(boot[:, :-1].mean(axis=1)))
+        report["worst"] = names[worst_j]
+
+    def _real_shift(
+        self, run: RunContext, clean: Predictions, clean_correct: np.ndarray, seed: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Per-device clean accuracy and its drop against every other device's samples."""
+        col = self.device_column
+        values = np.asarray(run.dataset.columns[col], dtype=object)[np.asarray(clean.index, dtype=np.int64)]
+        missing = np.array([_is_missing(v) for v in values], dtype=bool)
+        labels = np.array([_label(v) for v in values], dtype=object)
+        groups = sorted({str(v) for v in labels[~missing]})
+        out: dict[str, Any] = {}
+        rows = []
+        for g in groups:
+            mask = (labels == g) & ~missing
+            rest = ~mask & ~missing
+            a = clean_correct[mask]
+            b = clean_correct[rest]
+            acc_leaf = metric(a.mean(), len(a), bootstrap_mean_ci(a, seed=seed))
+            if len(b):
+                drop = metric(b.mean() - a.mean(), len(a), _two_group_diff_ci(b, a, DEFAULT_BOOTSTRAP, seed), "lower",
+                              n_rest=int(len(b)))
+            else:
+                drop = metric(None, len(a), None, "lower", n_rest=0)
+            out[g] = {"accuracy": acc_leaf, "drop_vs_rest": drop}
+            rows.append({"device": g, "n": int(len(a))})
+        if len(groups) > 50:
+            log.warning("device column %r has %d distinct values; is it really a device?", col, len(groups))
+        return out, {"column": col, "rows": rows, "missing": int(missing.sum())}
+
+    def _thumbnails(self, run: RunContext, report: dict[str, Any]) -> None:
+        """One real sample through every profile, saved as PNG artifacts (what the model saw)."""
+        if not report["profiles"] or run.image_source is None:
+            return
+        import torch
+
+        from evalsuite.conditions import BatchContext
+        from evalsuite.devices.condition import DeviceCondition, profile_key
+
+        try:
+            images, idx = run.sample_images(1)
+        except Exception as exc:  # noqa: BLE001 - thumbnails are decoration, never fail a run
+            log.warning("device suite: no thumbnail sample (%s)", exc)
+            return
+        if len(idx) == 0:
+            return
+        ids = [str(run.dataset.ids[int(i)]) for i in idx[:1]]
+        x = torch.from_numpy(np.ascontiguousarray(images[:1])).permute(0, 3, 1, 2).float().div(255.0)
+        report["thumbnail_id"] = ids[0]
+        report["thumbnail_clean"] = run.save_artifact("device_clean.png", _thumbnail_png(images[0]))
+        by_name = {p.name: p for p in self.profiles}
+        ctx = BatchContext(ids=np.array(ids, dtype=object), labels=None, seed=int(run.seed))
+        for row in report["profiles"]:
+            prof = by_name[row["name"]]
+            cond = DeviceCondition(key=profile_key(prof.name), suite=self.name, ops=prof.ops)
+            y = cond.apply(x, ctx)
+            img = (y[0].permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+            row["thumbnail"] = run.save_artifact(f"device_{prof.name}.png", _thumbnail_png(img))
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)) and math.isnan(float(v)):
+        return True
+    return isinstance(v, str) and not v.strip()
+
+
+def _label(v: Any) -> str:
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+__all__ = ["DeviceSuite"]
