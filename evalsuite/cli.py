@@ -29,6 +29,7 @@ LISTABLE = {
     "presets": "evalsuite.cli:_list_presets",
     "recipes": "training:list_entries",
     "calibration": "evalsuite.calibration:list_entries",
+    "slices": "evalsuite.slices:list_entries",
     "devices": "evalsuite.devices:list_entries",
     "device-operations": "evalsuite.devices:list_operations",
 }

@@ -1,0 +1,562 @@
+"""One slice audit: group metrics, disparities and bootstrap CIs for one column on one condition.
+
+:func:`audit_groups` is the whole computation (vectorised, see :mod:`evalsuite.slices.metrics`
+and :mod:`evalsuite.slices.bootstrap`); :func:`audit_metrics` turns its result into the
+metric-leaf tree that lands in ``results.json`` and :func:`audit_report` into the scorecard's
+table data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import DataError, UsageError
+from evalsuite.slices.bootstrap import replicates
+from evalsuite.slices.intervals import (
+    PairBand,
+    absmax_interval,
+    bootstrap_se,
+    critical_value,
+    extreme_interval,
+    max_abs_t,
+    t_factor,
+)
+from evalsuite.slices.metrics import (
+    METRICS,
+    N_BINS,
+    SUMMARY_DIRECTIONS,
+    GroupStats,
+    RowStats,
+    equalized_odds,
+    metrics_from_stats,
+    nanargext,
+    nanmax,
+    point_stats,
+    rate_differences,
+    summaries,
+)
+from evalsuite.stats import CI_LEVEL, metric
+
+DEFAULT_MIN_GROUP_SIZE = 30
+DEFAULT_N_BOOT = 1000
+CLASS_DETAIL_LIMIT = 20  # per-class rates by group (and their CIs) only up to this many classes
+RATES = ("tpr", "fpr", "selection_rate")
+CONDITION_SUMMARIES = ("difference", "ratio", "worst_group")
+RATE_STORE_LIMIT = 10_000_000  # replicate x group x class values kept in memory per rate, all rates together
+
+
+@dataclass
+class GroupAudit:
+    """Point estimates and 95% percentile CIs of one audit (arrays indexed by group code).
+
+    ``est[key]`` holds the point estimate and ``ci[key]`` the ``(2, ...)`` interval for keys
+    ``g.<metric>`` (per group), ``o.<metric>`` (overall), ``s.<metric>.<summary>``,
+    ``eod``/``eod.class``, ``dp``/``dp.class`` and, with few classes, ``g.<rate>``/``o.<rate>``.
+    """
+
+    groups: list[str]
+    n: np.ndarray
+    eligible: np.ndarray
+    min_group_size: int
+    class_names: list[str]
+    est: dict[str, np.ndarray]
+    ci: dict[str, np.ndarray] | None
+    method: str
+    n_boot: int
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_total(self) -> int:
+        return int(self.n.sum())
+
+    @property
+    def n_eligible(self) -> int:
+        return int(self.n[self.eligible].sum())
+
+    def value(self, key: str, index: Any = ()) -> float | None:
+        v = float(np.asarray(self.est[key])[index]) if key in self.est else math.nan
+        return v if math.isfinite(v) else None
+
+    def interval(self, key: str, index: Any = ()) -> list[float | None] | None:
+        if self.ci is None or key not in self.ci:
+            return None
+        lo, hi = (float(np.asarray(self.ci[key])[(i,) + (index if isinstance(index, tuple) else (index,))]) for i in (0, 1))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        return [lo, hi]
+
+    def extreme_group(self, metric_name: str, worst: bool) -> int:
+        """Code of the worst (or best) eligible group for a metric; -1 when none."""
+        direction = METRICS[metric_name]
+        v = np.where(self.eligible, self.est[f"g.{metric_name}"], np.nan)
+        largest = (direction == "lower") == worst
+        return int(nanargext(v[None, :], 1, largest)[0])
+
+
+def _point(stats: GroupStats, eligible: np.ndarray, detail: bool) -> dict[str, np.ndarray]:
+    """Point estimates of every reported quantity (MetricFrame semantics)."""
+    gm = metrics_from_stats(stats)
+    om = metrics_from_stats(stats.pooled())
+    out: dict[str, np.ndarray] = {}
+    for name, direction in METRICS.items():
+        out[f"g.{name}"] = gm[name][0]
+        out[f"o.{name}"] = om[name][0, 0]
+        for k, v in summaries(gm[name], om[name][:, 0], eligible, direction).items():
+            out[f"s.{name}.{k}"] = v[0]
+    eo = equalized_odds(gm["tpr"], gm["fpr"], eligible)[0]
+    out["eod.class"] = eo
+    out["eod"] = nanmax(eo[None, :], 1)[0]
+    dp = rate_differences(gm["selection_rate"], eligible)[0]
+    out["dp.class"] = dp
+    out["dp"] = nanmax(dp[None, :], 1)[0]
+    for rate in RATES:
+        out[f"g.{rate}"] = gm[rate][0]
+        out[f"o.{rate}"] = om[rate][0, 0]
+    if not detail:
+        for rate in RATES:
+            del out[f"g.{rate}"], out[f"o.{rate}"]
+    return out
+
+
+def _percentiles(reps: np.ndarray, level: float) -> np.ndarray:
+    """Percentile interval along axis 0 ignoring non-finite replicates (NumPy's linear method),
+    vectorised over every other axis (``np.nanquantile`` loops in Python when NaNs are present)."""
+    a = np.where(np.isfinite(reps), reps, np.nan)
+    s = np.sort(a, axis=0)  # NaN sort last
+    cnt = np.sum(~np.isnan(a), axis=0)
+    alpha = (1.0 - level) / 2.0
+    out = np.full((2,) + a.shape[1:], np.nan)
+    valid = cnt > 0
+    top = np.maximum(cnt - 1, 0)
+    for i, q in enumerate((alpha, 1.0 - alpha)):
+        pos = q * top
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, top)
+        frac = pos - lo
+        vlo = np.take_along_axis(s, lo[None, ...], axis=0)[0]
+        vhi = np.take_along_axis(s, hi[None, ...], axis=0)[0]
+        out[i] = np.where(valid, vlo + (vhi - vlo) * frac, np.nan)
+    return out
+
+
+def _quantiles_per_column(reps: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Linear-interpolated quantile ``q[k, j]`` of column ``j`` of ``reps`` (``R x J``) for each row
+    ``k`` of ``q``, ignoring non-finite replicates: ``(K, J)``."""
+    a = np.where(np.isfinite(reps), reps, np.nan)
+    s = np.sort(a, axis=0)
+    cnt = np.sum(~np.isnan(a), axis=0)
+    top = np.maximum(cnt - 1, 0)
+    out = np.full(q.shape, np.nan)
+    for k in range(q.shape[0]):
+        pos = np.clip(q[k], 0.0, 1.0) * top
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, top)
+        vlo = np.take_along_axis(s, lo[None, :], axis=0)[0]
+        vhi = np.take_along_axis(s, hi[None, :], axis=0)[0]
+        out[k] = np.where(cnt > 0, vlo + (vhi - vlo) * (pos - lo), np.nan)
+    return out
+
+
+def bca_interval(reps: np.ndarray, point: np.ndarray, accel: np.ndarray, level: float) -> np.ndarray:
+    """Bias-corrected and accelerated (BCa) bootstrap intervals, one per column: ``(2, J)``.
+
+    ``z0`` is the normal quantile of the share of replicates below the point estimate (ties
+    count half); ``accel`` the acceleration (for a mean: skewness of the sample / 6). The
+    percentile levels ``Phi(z0 + (z0 + z) / (1 - a (z0 + z)))`` replace ``alpha`` and ``1 - alpha``.
+    """
+    from scipy.special import ndtr, ndtri
+
+    reps = np.asarray(reps, dtype=np.float64)
+    ok = np.isfinite(reps)
+    cnt = ok.sum(axis=0)
+    below = (np.where(ok, reps < point, False).sum(axis=0) + 0.5 * np.where(ok, reps == point, False).sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.clip(below / np.maximum(cnt, 1), 0.5 / np.maximum(cnt, 1), 1 - 0.5 / np.maximum(cnt, 1))
+    z0 = ndtri(frac)
+    alpha = (1.0 - level) / 2.0
+    q = []
+    for z in (ndtri(alpha), ndtri(1.0 - alpha)):
+        denom = 1.0 - accel * (z0 + z)
+        adj = np.where(denom > 0, z0 + (z0 + z) / np.where(denom > 0, denom, 1.0), np.sign(z) * np.inf)
+        q.append(ndtr(adj))
+    out = _quantiles_per_column(reps, np.array(q))
+    return np.where((cnt > 0) & np.isfinite(point), out, np.nan)
+
+
+def mean_acceleration(values: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """BCa acceleration of a per-group mean: ``sum(u^3) / (6 (sum(u^2))^1.5)``, ``u = x - mean``
+    (0 where the group has no spread); ``weights`` (0/1) selects the rows that enter the mean.
+    Computed from raw power sums (three ``np.bincount`` calls)."""
+    x = np.asarray(values, dtype=np.float64)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    wx = w * x
+    cnt = np.bincount(codes, weights=w, minlength=n_groups)
+    s1 = np.bincount(codes, weights=wx, minlength=n_groups)
+    s2 = np.bincount(codes, weights=wx * x, minlength=n_groups)
+    s3 = np.bincount(codes, weights=wx * x * x, minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / cnt
+        m2 = s2 - cnt * mean**2
+        m3 = s3 - 3 * mean * s2 + 2 * cnt * mean**3
+        a = m3 / (6.0 * np.maximum(m2, 0.0) ** 1.5)
+    tiny = m2 <= 1e-12 * np.maximum(s2, 1e-300)  # no spread (up to rounding): no skew correction
+    return np.where(np.isfinite(a) & ~tiny, a, 0.0)
+
+
+def _log(a: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), np.nan)
+
+
+def _summary_intervals(
+    reps: np.ndarray, overall: np.ndarray, point: np.ndarray, point_overall: float, eligible: np.ndarray,
+    direction: str, level: float, widen: float = 1.0,
+) -> dict[str, tuple[float, float]]:
+    """Simultaneous (max-t) intervals of the extreme-type summaries of one metric.
+
+    See :mod:`evalsuite.slices.intervals`; a ratio whose groups include a value of 0 (so its
+    log is undefined) falls back to the percentile interval of the replicate ratios.
+    """
+    nan = (math.nan, math.nan)
+    out = {k: nan for k in SUMMARY_DIRECTIONS}
+    keep = eligible & np.isfinite(point)
+    v, vh = reps[:, keep], point[keep]
+    if vh.size == 0:
+        return out
+    se = bootstrap_se(v)
+    c = widen * critical_value(max_abs_t(v - vh, se), level)
+    out["worst_group"] = extreme_interval(vh, se, c, largest=direction == "lower")
+    out["best_group"] = extreme_interval(vh, se, c, largest=direction == "higher")
+    if vh.size >= 2:
+        band = PairBand(vh, se)
+        out["difference"] = band.interval(widen * critical_value(band.t(v), level))
+        if np.all(vh > 0):
+            lv = _log(v)
+            lband = PairBand(np.log(vh), bootstrap_se(lv))
+            lo, hi = lband.interval(widen * critical_value(lband.t(lv, undefined_is_extreme=True), level))
+            out["ratio"] = (math.exp(-hi), min(1.0, math.exp(-lo)))
+        else:
+            rr = summaries(reps, overall, eligible, direction)["ratio"]
+            out["ratio"] = tuple(_percentiles(rr, level))
+    d = v - overall[:, None]
+    dh = vh - point_overall
+    sd = bootstrap_se(d)
+    out["difference_to_overall"] = absmax_interval(dh, sd, widen * critical_value(max_abs_t(d - dh, sd), level))
+    if np.all(vh > 0) and point_overall > 0:
+        ld = _log(v) - _log(overall)[:, None]
+        ldh = np.log(vh) - math.log(point_overall)
+        lsd = bootstrap_se(ld)
+        t = max_abs_t(ld - ldh, lsd)
+        t = np.where(np.any(np.isnan(ld), axis=1), np.inf, t)
+        lo, hi = absmax_interval(ldh, lsd, widen * critical_value(t, level))
+        out["ratio_to_overall"] = (math.exp(-hi), min(1.0, math.exp(-lo)))
+    else:
+        rr = summaries(reps, overall, eligible, direction)["ratio_to_overall"]
+        out["ratio_to_overall"] = tuple(_percentiles(rr, level))
+    return out
+
+
+def _clip(interval: tuple[float, float], low: float, high: float) -> np.ndarray:
+    return np.array([min(max(x, low), high) if math.isfinite(x) else x for x in interval])
+
+
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "error_rate": (0.0, 1.0), "macro_recall": (0.0, 1.0), "ece": (0.0, 1.0),
+                "nll": (0.0, math.inf)}
+
+
+def audit_groups(
+    rows: RowStats,
+    codes: np.ndarray,
+    groups: list[str],
+    *,
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    method: str = "auto",
+    class_names: list[str] | None = None,
+    level: float = CI_LEVEL,
+) -> GroupAudit:
+    """Audit one slice column on one condition's rows.
+
+    Args:
+        rows: per-row facts (:class:`RowStats`) of the condition.
+        codes: group code per row (``0 .. len(groups) - 1``).
+        groups: group names.
+        min_group_size: groups with fewer rows are reported but left out of every summary.
+        n_boot: bootstrap replicates (0: point estimates only).
+        seed: seed of the bootstrap generator.
+        method: ``auto`` | ``rows`` | ``counts`` (see :mod:`evalsuite.slices.bootstrap`).
+        class_names: names of the classes (default ``0 .. C-1``).
+
+    Group metrics, overall metrics and per-class rates get percentile intervals; summaries
+    (disparities, worst/best group, equalized odds, demographic parity) get simultaneous
+    max-t intervals (:mod:`evalsuite.slices.intervals`).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    g = len(groups)
+    if len(codes) != len(rows):
+        raise DataError(f"slice codes ({len(codes)}) and predictions ({len(rows)}) differ in length")
+    if codes.size and (codes.min() < 0 or codes.max() >= g):
+        raise DataError(f"slice codes must lie in [0, {g}), got {codes.min()}..{codes.max()}")
+    if min_group_size < 1:
+        raise UsageError(f"min_group_size must be at least 1, got {min_group_size}")
+    if n_boot < 0:
+        raise UsageError(f"n_boot must be >= 0, got {n_boot}")
+    c = rows.n_classes
+    names = list(class_names) if class_names is not None else [str(k) for k in range(c)]
+    if len(names) != c:
+        raise DataError(f"{len(names)} class names for {c} classes")
+    detail = c <= CLASS_DETAIL_LIMIT
+    point = point_stats(rows, codes, g)
+    n = point.n[0].astype(np.int64)
+    eligible = n >= min_group_size
+    est = _point(point, eligible, detail)
+    ci = None
+    used = "none"
+    if n_boot > 0 and len(rows) > 0:
+        used, ci = _bootstrap(rows, codes, g, n_boot, seed, method, eligible, est, point, detail, level)
+    notes = []
+    small = [groups[k] for k in range(g) if 0 < n[k] < min_group_size]
+    if small:
+        notes.append(
+            f"{len(small)} group(s) with fewer than {min_group_size} samples are shown but left out of "
+            f"the disparity summaries: {', '.join(small)}"
+        )
+    if int(eligible.sum()) < 2:
+        notes.append(f"fewer than two groups have at least {min_group_size} samples: no disparity can be measured")
+    return GroupAudit(
+        groups=list(groups), n=n, eligible=eligible, min_group_size=min_group_size, class_names=names,
+        est=est, ci=ci, method=used, n_boot=n_boot if ci is not None else 0, seed=seed, notes=notes,
+    )
+
+
+def _bootstrap(
+    rows: RowStats, codes: np.ndarray, g: int, n_boot: int, seed: int, method: str, eligible: np.ndarray,
+    est: dict[str, np.ndarray], point: GroupStats, detail: bool, level: float,
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Replicates -> every interval. Rates by group are kept in memory when small, else their
+    moments are accumulated and a second pass over the same replicates (same seed) computes
+    the max-t statistics of equalized odds and demographic parity."""
+    c = rows.n_classes
+    keep_rates = n_boot * g * c * len(RATES) <= RATE_STORE_LIMIT
+    n_groups_rows = np.bincount(codes, minlength=g)
+    widen = t_factor(int(n_groups_rows[eligible].min()) if eligible.any() else 0, level)
+    used, chunks = replicates(rows, codes, g, n_boot, seed, method)
+    vals: dict[str, list[np.ndarray]] = {}
+    rates: dict[str, list[np.ndarray]] = {r: [] for r in RATES}
+    mom = {r: np.zeros((3, g, c)) for r in RATES}
+    for chunk in chunks:
+        gm = metrics_from_stats(chunk)
+        om = metrics_from_stats(chunk.pooled())
+        for name in METRICS:
+            vals.setdefault(f"g.{name}", []).append(gm[name])
+            vals.setdefault(f"o.{name}", []).append(om[name][:, 0])
+        for r in RATES:
+            if keep_rates:
+                rates[r].append(gm[r])
+            else:
+                x = gm[r]
+                ok = ~np.isnan(x)
+                mom[r][0] += ok.sum(axis=0)
+                mom[r][1] += np.where(ok, x, 0.0).sum(axis=0)
+                mom[r][2] += np.where(ok, x * x, 0.0).sum(axis=0)
+            if detail:
+                vals.setdefault(f"g.{r}", []).append(gm[r])
+                vals.setdefault(f"o.{r}", []).append(om[r][:, 0])
+    reps = {k: np.concatenate(v, axis=0) for k, v in vals.items()}
+    ci = {k: _percentiles(v, level) for k, v in reps.items()}
+    # group means of per-sample values (accuracy, error rate, NLL): BCa intervals
+    finite = (rows.bin < N_BINS).astype(np.float64)
+    acc_a = mean_acceleration(rows.correct, codes, g)
+    nll_a = mean_acceleration(rows.nll, codes, g, weights=finite)
+    for name, accel in (("accuracy", acc_a), ("error_rate", -acc_a), ("nll", nll_a)):
+        ci[f"g.{name}"] = bca_interval(reps[f"g.{name}"], est[f"g.{name}"], accel, level)
+    for name, direction in METRICS.items():
+        lo, hi = METRIC_RANGE[name]
+        ivs = _summary_intervals(reps[f"g.{name}"], reps[f"o.{name}"], est[f"g.{name}"], float(est[f"o.{name}"]),
+                                 eligible, direction, level, widen)
+        for stat, iv in ivs.items():
+            top = 1.0 if stat.startswith("ratio") else hi
+            ci[f"s.{name}.{stat}"] = _clip(iv, 0.0 if stat != "worst_group" and stat != "best_group" else lo, top)
+    # equalized odds and demographic parity: pairwise max-t bands over eligible groups, per class
+    gm_point = metrics_from_stats(point)
+    if keep_rates:
+        stored = {r: np.concatenate(rates[r], axis=0) for r in RATES}
+        se = {r: bootstrap_se(stored[r]) for r in RATES}
+    else:
+        se = {}
+        for r in RATES:
+            cnt, s1, s2 = mom[r]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean = np.where(cnt > 0, s1 / np.where(cnt > 0, cnt, 1), 0.0)
+                var = np.where(cnt > 1, s2 / np.where(cnt > 0, cnt, 1) - mean**2, 0.0)
+            se[r] = np.sqrt(np.maximum(var, 0.0))
+    bands = {r: PairBand(gm_point[r][0][eligible], se[r][eligible]) for r in RATES}
+    if keep_rates:
+        passes = [(stored["tpr"], stored["fpr"], stored["selection_rate"])]
+    else:
+        passes = (
+            (m["tpr"], m["fpr"], m["selection_rate"])
+            for m in (metrics_from_stats(ch) for ch in replicates(rows, codes, g, n_boot, seed, used)[1])
+        )
+    t_eo, t_dp = [], []
+    for tpr, fpr, sr in passes:
+        t_eo.append(np.fmax(bands["tpr"].t(tpr[:, eligible], per_class=True),
+                            bands["fpr"].t(fpr[:, eligible], per_class=True)))
+        t_dp.append(bands["selection_rate"].t(sr[:, eligible], per_class=True))
+    teo = np.concatenate(t_eo, axis=0)
+    tdp = np.concatenate(t_dp, axis=0)
+    c_eo = widen * critical_value(nanmax(teo, 1), level)
+    c_dp = widen * critical_value(nanmax(tdp, 1), level)
+    if int(eligible.sum()) >= 2:
+        eo_all = [bands[r].interval(c_eo) for r in ("tpr", "fpr")]
+        ci["eod"] = _clip((_nanmax2(eo_all[0][0], eo_all[1][0]), _nanmax2(eo_all[0][1], eo_all[1][1])), 0.0, 1.0)
+        ci["dp"] = _clip(bands["selection_rate"].interval(c_dp), 0.0, 1.0)
+        eoc = np.full((2, c), np.nan)
+        dpc = np.full((2, c), np.nan)
+        ck_eo = widen * critical_value(teo, level)
+        ck_dp = widen * critical_value(tdp, level)
+        for k in range(c):
+            a, b = bands["tpr"].interval(float(ck_eo[k]), cls=k), bands["fpr"].interval(float(ck_eo[k]), cls=k)
+            eoc[:, k] = _clip((_nanmax2(a[0], b[0]), _nanmax2(a[1], b[1])), 0.0, 1.0)
+            dpc[:, k] = _clip(bands["selection_rate"].interval(float(ck_dp[k]), cls=k), 0.0, 1.0)
+        ci["eod.class"] = eoc
+        ci["dp.class"] = dpc
+    return used, ci
+
+
+def _nanmax2(a: float, b: float) -> float:
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return max(a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# results.json leaves
+
+
+def _summary_leaf(a: GroupAudit, name: str, stat: str) -> dict[str, Any]:
+    direction = SUMMARY_DIRECTIONS[stat] or METRICS[name]
+    key = f"s.{name}.{stat}"
+    extra: dict[str, Any] = {}
+    worst = a.extreme_group(name, worst=True)
+    best = a.extreme_group(name, worst=False)
+    n = a.n_eligible
+    if stat in ("worst_group", "best_group"):
+        code = worst if stat == "worst_group" else best
+        if code >= 0:
+            extra["group"] = a.groups[code]
+            n = int(a.n[code])
+    elif stat in ("difference", "ratio") and worst >= 0 and best >= 0 and a.value(key) is not None:
+        extra["groups"] = [a.groups[best], a.groups[worst]]
+    if a.value(key) is None:
+        extra["note"] = (f"needs at least two groups with {a.min_group_size}+ samples"
+                         if stat in ("difference", "ratio") else f"no group with {a.min_group_size}+ samples")
+    return metric(a.value(key), n, a.interval(key), direction, **extra)
+
+
+def audit_metrics(a: GroupAudit, full: bool = True) -> dict[str, Any]:
+    """The metric-leaf tree of one audit.
+
+    ``full`` (clean) gives every metric every summary, ``overall`` and ``by_group`` leaves and
+    demographic parity per class. Without it (other conditions, to keep results.json small)
+    accuracy keeps all of those, the other metrics keep ``difference``, ``ratio`` and
+    ``worst_group``.
+    """
+    out: dict[str, Any] = {
+        "groups": metric(int((a.n > 0).sum()), a.n_total, None, "none"),
+        "eligible_groups": metric(int(a.eligible.sum()), a.n_eligible, None, "none", min_group_size=a.min_group_size),
+    }
+    for name, direction in METRICS.items():
+        whole = full or name == "accuracy"
+        stats = SUMMARY_DIRECTIONS if whole else CONDITION_SUMMARIES
+        node: dict[str, Any] = {stat: _summary_leaf(a, name, stat) for stat in stats}
+        if whole:
+            node["overall"] = metric(a.value(f"o.{name}"), a.n_total, a.interval(f"o.{name}"), direction)
+            node["by_group"] = {
+                grp: metric(a.value(f"g.{name}", k), int(a.n[k]), a.interval(f"g.{name}", k), direction,
+                            eligible=bool(a.eligible[k]))
+                for k, grp in enumerate(a.groups) if a.n[k] > 0
+            }
+        out[name] = node
+    eo_cls = int(nanargext(a.est["eod.class"][None, :], 1, True)[0])
+    out["equalized_odds_difference"] = metric(
+        a.value("eod"), a.n_eligible, a.interval("eod"), "lower",
+        **({"class": a.class_names[eo_cls]} if eo_cls >= 0 else {"note": "needs two eligible groups"}),
+    )
+    dp_cls = int(nanargext(a.est["dp.class"][None, :], 1, True)[0])
+    dp: dict[str, Any] = {
+        "max": metric(a.value("dp"), a.n_eligible, a.interval("dp"), "lower",
+                      **({"class": a.class_names[dp_cls]} if dp_cls >= 0 else {"note": "needs two eligible groups"})),
+    }
+    if full:
+        dp["by_class"] = {
+            cname: metric(a.value("dp.class", k), a.n_eligible, a.interval("dp.class", k), "lower")
+            for k, cname in enumerate(a.class_names)
+        }
+    out["demographic_parity_difference"] = dp
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# report data
+
+
+def _triple(a: GroupAudit, key: str, index: Any = ()) -> dict[str, float | None]:
+    ci = a.interval(key, index)
+    return {"value": a.value(key, index), "lo": None if ci is None else ci[0], "hi": None if ci is None else ci[1]}
+
+
+def audit_report(a: GroupAudit, full: bool = True) -> dict[str, Any]:
+    """JSON-ready tables of one audit for the scorecard."""
+    rows = []
+    for k, grp in enumerate(a.groups):
+        if a.n[k] == 0:
+            continue
+        row: dict[str, Any] = {"group": grp, "n": int(a.n[k]), "eligible": bool(a.eligible[k])}
+        for name in METRICS:
+            row[name] = _triple(a, f"g.{name}", k)
+        rows.append(row)
+    summary_rows = []
+    for name in METRICS:
+        worst = a.extreme_group(name, worst=True)
+        best = a.extreme_group(name, worst=False)
+        summary_rows.append({
+            "metric": name,
+            "direction": METRICS[name],
+            "overall": _triple(a, f"o.{name}"),
+            **{stat: _triple(a, f"s.{name}.{stat}") for stat in SUMMARY_DIRECTIONS},
+            "worst_name": a.groups[worst] if worst >= 0 else None,
+            "best_name": a.groups[best] if best >= 0 else None,
+        })
+    eo_cls = int(nanargext(a.est["eod.class"][None, :], 1, True)[0])
+    dp_cls = int(nanargext(a.est["dp.class"][None, :], 1, True)[0])
+    out: dict[str, Any] = {
+        "n": a.n_total,
+        "n_eligible": a.n_eligible,
+        "min_group_size": a.min_group_size,
+        "groups": rows,
+        "summaries": summary_rows,
+        "equalized_odds": {**_triple(a, "eod"), "class": a.class_names[eo_cls] if eo_cls >= 0 else None},
+        "demographic_parity": {**_triple(a, "dp"), "class": a.class_names[dp_cls] if dp_cls >= 0 else None},
+        "small_groups": [{"group": a.groups[k], "n": int(a.n[k])} for k in range(len(a.groups)) if 0 < a.n[k] < a.min_group_size],
+        "notes": list(a.notes),
+        "bootstrap": {"method": a.method, "n_boot": a.n_boot, "seed": a.seed},
+    }
+    if full and "g.tpr" in a.est:
+        per_class = []
+        for j, cname in enumerate(a.class_names):
+            entry: dict[str, Any] = {"class": cname, "eod": _triple(a, "eod.class", j), "dp": _triple(a, "dp.class", j)}
+            for rate in RATES:
+                entry[rate] = [_triple(a, f"g.{rate}", (k, j)) for k in range(len(a.groups)) if a.n[k] > 0]
+            per_class.append(entry)
+        out["per_class"] = per_class
+        out["per_class_groups"] = [a.groups[k] for k in range(len(a.groups)) if a.n[k] > 0]
+    return out

@@ -1,0 +1,254 @@
+"""Stratified bootstrap of per-group sufficient statistics, vectorised over replicates.
+
+Scheme (documented in ``docs/slices.md``): every replicate resamples each group's rows *with
+replacement within the group*, keeping the group's size fixed (a bootstrap stratified by
+group). Group metrics, the overall metric (the pooled resampled groups) and every disparity
+are computed on the same replicate, so a disparity's interval reflects the joint uncertainty
+of the groups it compares. Intervals are 95% percentile intervals over replicates.
+
+Two exact-in-law ways to draw a replicate, chosen by cost (``method="auto"``):
+
+``rows``
+    draws each resampled row's index (``floor(u * n_g)`` within its group) and reduces with
+    ``np.bincount`` over ``replicate x group x class`` codes, a chunk of replicates at a time.
+    Cost grows with ``n_rows x n_boot``.
+``counts``
+    groups rows into *cells* of identical discrete facts (true class, predicted class,
+    confidence bin) and draws the cell counts of each group from a multinomial
+    distribution -- the exact distribution of the counts under row resampling, so every
+    count-based metric (accuracy, recalls, rates, selection, ECE's per-bin accuracy) has
+    exactly the bootstrap law of ``rows``. The only continuous sums (confidence per bin, NLL)
+    are drawn given the counts as a normal with the exact conditional mean and variance
+    (``m * mean_cell`` and ``m * var_cell``), which matches the first two moments of the
+    resampled sum. Cost grows with ``n_cells x n_boot``, independent of the number of rows.
+
+``auto`` uses ``rows`` while ``n_rows x n_boot <= 2e7`` (small data: exact, cheap) and
+otherwise ``counts`` when there are at most an eighth as many cells as rows, else ``rows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from evalsuite.slices.metrics import N_BINS, GroupStats, RowStats
+
+ROWS_BUDGET = 20_000_000  # n_rows x n_boot below which the row bootstrap is always used
+STATS_ELEMENTS = 4_000_000  # replicate x group x class cells per chunk of the count bootstrap
+METHODS = ("auto", "rows", "counts")
+
+
+def unit_table(rows: RowStats, codes: np.ndarray, collapse: bool) -> dict[str, np.ndarray]:
+    """The resampling units of every group.
+
+    ``collapse=False``: every row is a unit (``count`` 1, its own confidence and NLL, variance 0).
+    ``collapse=True``: rows with identical (group, true class, predicted class, confidence bin)
+    form one *cell* with its row count and the mean/variance of confidence and NLL inside.
+    """
+    c = rows.n_classes
+    codes = np.asarray(codes, dtype=np.int64)
+    pcode = np.where(rows.pred >= 0, rows.pred, c)
+    if not collapse:
+        order = np.argsort(codes, kind="stable")
+        n = len(order)
+        return {
+            "group": codes[order], "y": rows.y[order], "pred": pcode[order], "bin": rows.bin[order],
+            "count": np.ones(n, dtype=np.int64), "conf_mean": rows.conf[order], "conf_var": np.zeros(n),
+            "nll_mean": rows.nll[order], "nll_var": np.zeros(n),
+        }
+    n_cell = c * (c + 1) * (N_BINS + 1)
+    key = codes * n_cell + (rows.y * (c + 1) + pcode) * (N_BINS + 1) + rows.bin
+    space = (int(codes.max(initial=0)) + 1) * n_cell
+    if space <= max(4 * len(key), 1_000_000):  # small key space: count densely, no sort
+        dense = np.bincount(key, minlength=space)
+        uniq = np.flatnonzero(dense)
+        counts = dense[uniq]
+        pos = np.zeros(space, dtype=np.int64)
+        pos[uniq] = np.arange(len(uniq))
+        inv = pos[key]
+    else:
+        uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+    cnt = counts.astype(np.float64)
+    conf_mean = np.bincount(inv, weights=rows.conf, minlength=len(uniq)) / cnt
+    nll_mean = np.bincount(inv, weights=rows.nll, minlength=len(uniq)) / cnt
+    conf_var = np.bincount(inv, weights=(rows.conf - conf_mean[inv]) ** 2, minlength=len(uniq)) / cnt
+    nll_var = np.bincount(inv, weights=(rows.nll - nll_mean[inv]) ** 2, minlength=len(uniq)) / cnt
+    rest = uniq % n_cell
+    return {
+        "group": uniq // n_cell,
+        "y": rest // ((c + 1) * (N_BINS + 1)),
+        "pred": (rest // (N_BINS + 1)) % (c + 1),
+        "bin": rest % (N_BINS + 1),
+        "count": counts,
+        "conf_mean": conf_mean,
+        "conf_var": np.maximum(conf_var, 0.0),
+        "nll_mean": nll_mean,
+        "nll_var": np.maximum(nll_var, 0.0),
+    }
+
+
+def choose_method(n_rows: int, n_boot: int, n_cells: int | None) -> str:
+    """The ``auto`` rule (see the module docstring)."""
+    if n_rows * n_boot <= ROWS_BUDGET or n_cells is None:
+        return "rows"
+    return "counts" if n_cells * 8 <= n_rows else "rows"
+
+
+def _layout(c: int, with_var: bool) -> tuple[dict[str, slice], int]:
+    """Column layout of the design matrix: statistic name -> column slice, and its width."""
+    b1 = N_BINS + 1
+    layout = {}
+    off = 0
+    names = [("pos", c), ("tp", c), ("predc", c + 1), ("bin_n", b1), ("bin_correct", b1), ("conf_mean", b1),
+             ("nll_mean", 1)]
+    if with_var:
+        names += [("conf_var", b1), ("nll_var", 1)]
+    for name, width in names:
+        layout[name] = slice(off, off + width)
+        off += width
+    return layout, off
+
+
+def _design(units: dict[str, np.ndarray], sel: slice | np.ndarray, c: int, with_var: bool) -> object:
+    """Sparse ``D x K`` matrix mapping a group's unit counts to its statistics (CSR).
+
+    Each unit touches at most nine statistics, so the sparse product costs ``9 x K`` per
+    replicate instead of ``D x K`` for a dense one."""
+    layout, width = _layout(c, with_var)
+    y, p, b = units["y"][sel], units["pred"][sel], units["bin"][sel]
+    correct = (p == y).astype(np.float64)
+    k = len(y)
+    ones = np.ones(k)
+    cols = [layout["pos"].start + y, layout["tp"].start + y, layout["predc"].start + p,
+            layout["bin_n"].start + b, layout["bin_correct"].start + b, layout["conf_mean"].start + b,
+            np.full(k, layout["nll_mean"].start)]
+    vals = [ones, correct, ones, ones, correct, units["conf_mean"][sel], units["nll_mean"][sel]]
+    if with_var:
+        cols += [layout["conf_var"].start + b, np.full(k, layout["nll_var"].start)]
+        vals += [units["conf_var"][sel], units["nll_var"][sel]]
+    rows = np.tile(np.arange(k), len(cols))
+    cols_a = np.concatenate(cols)
+    vals_a = np.concatenate(vals)
+    from scipy import sparse
+
+    return sparse.csr_matrix((vals_a, (cols_a, rows)), shape=(width, k))
+
+
+def _apply(m: np.ndarray, wt: object) -> np.ndarray:
+    """``m @ W`` for counts ``m`` (``R x K``) and the transposed design ``wt`` (``D x K``): ``R x D``."""
+    return np.asarray(wt @ m.T).T
+
+
+def replicate_units(
+    units: dict[str, np.ndarray], n_classes: int, n_groups: int, n_boot: int, rng: np.random.Generator, collapsed: bool
+) -> Iterator[GroupStats]:
+    """Chunks of ``(R, G, ...)`` replicate statistics.
+
+    Per group and replicate, the resampled count of every unit is drawn -- uniform row indices
+    tallied with ``np.bincount`` for rows, a multinomial over cells for collapsed cells -- and
+    mapped to statistics by one matrix product with the group's design matrix. For cells, the
+    confidence and NLL sums get their within-cell resampling noise (normal, exact mean and
+    variance given the counts).
+    """
+    c = n_classes
+    layout, _ = _layout(c, collapsed)
+    groups = units["group"]
+    bounds = np.searchsorted(groups, np.arange(n_groups + 1)) if not collapsed else None
+    designs = []
+    for g in range(n_groups):
+        sel = slice(bounds[g], bounds[g + 1]) if bounds is not None else np.flatnonzero(groups == g)
+        counts = units["count"][sel].astype(np.float64)
+        total = counts.sum()
+        designs.append((int(total), counts / total if total else counts, _design(units, sel, c, collapsed)))
+    biggest = max((len(d[1]) for d in designs), default=1)
+    per_rep = max(biggest if not collapsed else 1, n_groups * (3 * c + 4 * N_BINS))
+    chunk = max(1, min(n_boot, STATS_ELEMENTS // max(1, per_rep)))
+    for r0 in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - r0)
+        pos = np.zeros((r, n_groups, c))
+        tp = np.zeros((r, n_groups, c))
+        predc = np.zeros((r, n_groups, c))
+        bin_n = np.zeros((r, n_groups, N_BINS))
+        bin_correct = np.zeros((r, n_groups, N_BINS))
+        bin_conf = np.zeros((r, n_groups, N_BINS))
+        nll = np.zeros((r, n_groups))
+        for g, (n_g, pvals, w) in enumerate(designs):
+            if n_g == 0:
+                continue
+            if collapsed:
+                m = rng.multinomial(n_g, pvals, size=r).astype(np.float64)
+            else:
+                idx = rng.integers(0, n_g, size=(r, n_g))
+                flat = (np.arange(r, dtype=np.int64)[:, None] * n_g + idx).ravel()
+                m = np.bincount(flat, minlength=r * n_g).reshape(r, n_g).astype(np.float64)
+            out = _apply(m, w)
+            pos[:, g] = out[:, layout["pos"]]
+            tp[:, g] = out[:, layout["tp"]]
+            predc[:, g] = out[:, layout["predc"]][:, :c]
+            bn = out[:, layout["bin_n"]][:, :N_BINS]
+            bin_n[:, g] = bn
+            bin_correct[:, g] = out[:, layout["bin_correct"]][:, :N_BINS]
+            cm = out[:, layout["conf_mean"]][:, :N_BINS]
+            nm = out[:, layout["nll_mean"]][:, 0]
+            if collapsed:
+                cv = out[:, layout["conf_var"]][:, :N_BINS]
+                nv = out[:, layout["nll_var"]][:, 0]
+                cm = np.clip(cm + np.sqrt(cv) * rng.standard_normal(cm.shape), 0.0, bn)
+                nm = np.maximum(nm + np.sqrt(nv) * rng.standard_normal(r), 0.0)
+            bin_conf[:, g] = cm
+            nll[:, g] = nm
+        yield GroupStats(pos, tp, predc, bin_n, bin_correct, bin_conf, nll)
+
+
+def replicates(
+    rows: RowStats, codes: np.ndarray, n_groups: int, n_boot: int, seed: int, method: str = "auto"
+) -> tuple[str, Iterator[GroupStats]]:
+    """(method used, iterator over chunks of replicate statistics)."""
+    if method not in METHODS:
+        raise ValueError(f"bootstrap method must be one of {', '.join(METHODS)}, got {method!r}")
+    rng = np.random.default_rng(seed)
+    n = len(rows)
+    c = rows.n_classes
+    cells = None
+    if method == "auto":
+        if n * n_boot <= ROWS_BUDGET:
+            method = "rows"
+        else:
+            cells = unit_table(rows, codes, collapse=True)
+            method = choose_method(n, n_boot, len(cells["count"]))
+    if method == "rows":
+        return method, replicate_units(unit_table(rows, codes, collapse=False), c, n_groups, n_boot, rng, False)
+    if cells is None:
+        cells = unit_table(rows, codes, collapse=True)
+    return method, replicate_units(cells, c, n_groups, n_boot, rng, True)
+
+
+def group_mean_ci(
+    values: np.ndarray, codes: np.ndarray, n_groups: int, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group means of a *discrete* per-row value and their stratified bootstrap CIs.
+
+    Resampling rows within a group makes the counts of each distinct value multinomial, so
+    this draws counts instead of rows (exact, cost independent of the number of rows). Returns
+    ``(means (G,), ci (G, 2))``; empty groups give ``NaN``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    levels, inv = np.unique(values, return_inverse=True)
+    inv = inv.ravel()
+    counts = np.bincount(codes * len(levels) + inv, minlength=n_groups * len(levels)).reshape(n_groups, len(levels))
+    sizes = counts.sum(axis=1)
+    means = np.full(n_groups, np.nan)
+    ci = np.full((n_groups, 2), np.nan)
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - level) / 2.0
+    for g in range(n_groups):
+        if sizes[g] == 0:
+            continue
+        means[g] = counts[g] @ levels / sizes[g]
+        m = rng.multinomial(sizes[g], counts[g] / sizes[g], size=n_boot)
+        reps = m @ levels / sizes[g]
+        ci[g] = np.quantile(reps, [alpha, 1.0 - alpha])
+    return means, ci

@@ -1,0 +1,309 @@
+"""Per-group metrics and disparities as vectorised reductions over group codes.
+
+Every metric the slice audit reports is a function of a few per-group *sufficient statistics*
+(counts and sums), so a whole audit -- all groups, all metrics, and every bootstrap
+replicate at once -- reduces to ``np.bincount`` over ``replicate x group x class`` codes.
+The semantics are fairlearn's :class:`~fairlearn.metrics.MetricFrame` with these metric
+functions (checked equal in the tests, and in ``evalsuite.slices.reference``):
+
+==================  =====================================================================
+``n``               rows in the group
+``accuracy``        ``sklearn.metrics.accuracy_score``
+``error_rate``      ``1 - accuracy``
+``macro_recall``    ``sklearn.metrics.balanced_accuracy_score``: mean recall over the
+                    classes present in the group's labels
+``tpr[k]``          recall of class ``k`` one-vs-rest (``fairlearn.metrics.true_positive_rate``)
+``fpr[k]``          false-positive rate of class ``k`` one-vs-rest
+``selection[k]``    share of the group predicted as ``k`` (``fairlearn.metrics.selection_rate``)
+``ece``             15-bin equal-width expected calibration error on the top-1 confidence
+                    (bin = ``floor(conf * 15)``, top bin closed at 1.0), as netcal's ``ECE(15)``
+``nll``             mean negative log-likelihood of the true class (``sklearn.metrics.log_loss``)
+==================  =====================================================================
+
+Summaries over the *eligible* groups (``n >= min_group_size``) follow
+``MetricFrame.difference/ratio/group_min/group_max``: ``difference = max - min``,
+``ratio = min / max``, ``difference_to_overall = max |group - overall|``,
+``ratio_to_overall = min over groups of min(group / overall, overall / group)``,
+``worst_group`` = the minimum for higher-is-better metrics, the maximum otherwise.
+``equalized_odds_difference`` is fairlearn's (``max(TPR difference, FPR difference)``) applied
+one-vs-rest to every class, then the maximum over classes; ``demographic_parity_difference``
+is the selection-rate difference per class (and its maximum).
+
+One deliberate difference from fairlearn's rate functions: a group with no true samples of
+class ``k`` has an *undefined* TPR for ``k`` (fairlearn reports 0), and a group whose samples
+are all of class ``k`` has an undefined FPR. Undefined rates are ``NaN`` here and are left
+out of differences, so a class that is simply absent from a group cannot pose as a disparity.
+
+Rows whose logits are not all finite count as errors (they predict no class, as in the clean
+suite) and are left out of ECE and NLL, whose denominators are the finite rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalsuite.errors import DataError
+
+N_BINS = 15
+METRICS: dict[str, str] = {
+    "accuracy": "higher",
+    "error_rate": "lower",
+    "macro_recall": "higher",
+    "ece": "lower",
+    "nll": "lower",
+}
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    "accuracy": "share of samples classified correctly",
+    "error_rate": "share of samples misclassified (1 - accuracy)",
+    "macro_recall": "recall averaged over the classes present in the group (balanced accuracy)",
+    "ece": "15-bin expected calibration error of the top-1 confidence",
+    "nll": "mean negative log-likelihood of the true class",
+    "tpr": "per-class recall (true-positive rate), one-vs-rest",
+    "fpr": "per-class false-positive rate, one-vs-rest",
+    "selection_rate": "per-class share of the group predicted as that class",
+}
+SUMMARY_DIRECTIONS: dict[str, str | None] = {
+    "difference": "lower",
+    "ratio": "higher",
+    "worst_group": None,  # the metric's own direction
+    "best_group": None,
+    "difference_to_overall": "lower",
+    "ratio_to_overall": "higher",
+}
+
+
+@dataclass
+class RowStats:
+    """Per-row facts every slice metric needs, computed once per condition.
+
+    ``pred`` is -1 and ``bin`` is ``N_BINS`` for rows with non-finite logits; ``conf`` and
+    ``nll`` are 0 there (they are excluded through ``bin``).
+    """
+
+    y: np.ndarray
+    pred: np.ndarray
+    conf: np.ndarray
+    nll: np.ndarray
+    bin: np.ndarray
+    n_classes: int
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return (self.pred == self.y).astype(np.float64)
+
+    def take(self, index: np.ndarray) -> RowStats:
+        return RowStats(self.y[index], self.pred[index], self.conf[index], self.nll[index], self.bin[index], self.n_classes)
+
+    @staticmethod
+    def _check_labels(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+        y = np.asarray(labels)
+        if y.ndim != 1 or len(y) != n:
+            raise DataError(f"labels must be one per row: got shape {y.shape} for {n} rows")
+        y = y.astype(np.int64)
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise DataError(f"labels must be class indices in [0, {n_classes}); got {y.min()}..{y.max()}")
+        return y
+
+    @classmethod
+    def from_logits(cls, labels: np.ndarray, logits: np.ndarray) -> RowStats:
+        """From raw logits: exact log-sum-exp NLL; confidence as in a float64 softmax."""
+        z = np.asarray(logits, dtype=np.float64)
+        if z.ndim != 2:
+            raise DataError(f"logits must be N x C, got shape {z.shape}")
+        n, c = z.shape
+        y = cls._check_labels(labels, n, c)
+        finite = np.all(np.isfinite(z), axis=1)
+        zf = np.where(finite[:, None], z, 0.0)
+        pred = np.argmax(zf, axis=1)
+        m = zf[np.arange(n), pred]
+        s = np.exp(zf - m[:, None]).sum(axis=1)
+        conf = 1.0 / s  # == softmax(z).max(): the max term is exp(0) = 1 exactly
+        nll = m + np.log(s) - zf[np.arange(n), y]
+        return cls._finish(y, pred, conf, nll, finite, c)
+
+    @classmethod
+    def from_probs(cls, labels: np.ndarray, probs: np.ndarray) -> RowStats:
+        """From probabilities (rows summing to 1); NLL clips the true-class probability at the
+        smallest positive float64 so a zero probability gives a large finite loss."""
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim != 2:
+            raise DataError(f"probabilities must be N x C, got shape {p.shape}")
+        n, c = p.shape
+        y = cls._check_labels(labels, n, c)
+        finite = np.all(np.isfinite(p), axis=1)
+        pf = np.where(finite[:, None], p, 0.0)
+        pred = np.argmax(pf, axis=1)
+        conf = pf[np.arange(n), pred]
+        nll = -np.log(np.maximum(pf[np.arange(n), y], np.finfo(np.float64).tiny))
+        return cls._finish(y, pred, conf, nll, finite, c)
+
+    @classmethod
+    def _finish(cls, y, pred, conf, nll, finite, c) -> RowStats:
+        b = np.minimum(np.floor(conf * N_BINS).astype(np.int64), N_BINS - 1)
+        return cls(
+            y=y,
+            pred=np.where(finite, pred, -1).astype(np.int64),
+            conf=np.where(finite, conf, 0.0),
+            nll=np.where(finite, nll, 0.0),
+            bin=np.where(finite, b, N_BINS).astype(np.int64),
+            n_classes=int(c),
+        )
+
+
+@dataclass
+class GroupStats:
+    """Sufficient statistics per (replicate, group): every array has shape ``(R, G, ...)``."""
+
+    pos: np.ndarray  # (R, G, C) true samples of each class
+    tp: np.ndarray  # (R, G, C) correct samples of each class
+    predc: np.ndarray  # (R, G, C) samples predicted as each class
+    bin_n: np.ndarray  # (R, G, B) finite rows per confidence bin
+    bin_correct: np.ndarray  # (R, G, B)
+    bin_conf: np.ndarray  # (R, G, B) summed confidence
+    nll: np.ndarray  # (R, G) summed NLL of finite rows
+
+    @property
+    def n(self) -> np.ndarray:
+        return self.pos.sum(axis=-1)
+
+    def pooled(self) -> GroupStats:
+        """All groups together (the overall population of each replicate): shape ``(R, 1, ...)``."""
+        return GroupStats(*(a.sum(axis=1, keepdims=True) for a in (
+            self.pos, self.tp, self.predc, self.bin_n, self.bin_correct, self.bin_conf, self.nll)))
+
+
+def bincount_stats(gkey: np.ndarray, rows: RowStats, n_cells: int) -> GroupStats:
+    """Sufficient statistics of ``rows`` whose flat (replicate, group) cell is ``gkey``.
+
+    ``n_cells`` is ``R * G``; the result is shaped ``(n_cells, ...)`` (callers reshape).
+    """
+    c = rows.n_classes
+    correct = rows.correct
+    ky = gkey * c + rows.y
+    pos = np.bincount(ky, minlength=n_cells * c).reshape(n_cells, c)
+    tp = np.bincount(ky, weights=correct, minlength=n_cells * c).reshape(n_cells, c)
+    pcode = np.where(rows.pred >= 0, rows.pred, c)
+    predc = np.bincount(gkey * (c + 1) + pcode, minlength=n_cells * (c + 1)).reshape(n_cells, c + 1)[:, :c]
+    kb = gkey * (N_BINS + 1) + rows.bin
+    shape = (n_cells, N_BINS + 1)
+    bin_n = np.bincount(kb, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
+    bin_correct = np.bincount(kb, weights=correct, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
+    bin_conf = np.bincount(kb, weights=rows.conf, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
+    nll = np.bincount(gkey, weights=rows.nll, minlength=n_cells)
+    return GroupStats(pos.astype(np.float64), tp, predc.astype(np.float64), bin_n.astype(np.float64), bin_correct, bin_conf, nll)
+
+
+def reshape_stats(s: GroupStats, r: int, g: int) -> GroupStats:
+    """``(R * G, ...)`` statistics as ``(R, G, ...)``."""
+    return GroupStats(*(a.reshape((r, g) + a.shape[1:]) for a in (
+        s.pos, s.tp, s.predc, s.bin_n, s.bin_correct, s.bin_conf, s.nll)))
+
+
+def point_stats(rows: RowStats, codes: np.ndarray, n_groups: int) -> GroupStats:
+    """Sufficient statistics of the observed data: shape ``(1, G, ...)``."""
+    return reshape_stats(bincount_stats(np.asarray(codes, dtype=np.int64), rows, n_groups), 1, n_groups)
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def metrics_from_stats(s: GroupStats) -> dict[str, np.ndarray]:
+    """Every group metric from sufficient statistics.
+
+    Returns ``(R, G)`` arrays for the scalar metrics and ``(R, G, C)`` arrays for ``tpr``,
+    ``fpr`` and ``selection_rate``; ``NaN`` where a metric is undefined (empty group, absent class).
+    """
+    n = s.n
+    correct = s.tp.sum(axis=-1)
+    acc = _div(correct, n)
+    tpr = _div(s.tp, s.pos)
+    neg = n[..., None] - s.pos
+    fpr = _div(s.predc - s.tp, neg)
+    present = s.pos > 0
+    macro = _div(np.where(present, tpr, 0.0).sum(axis=-1), present.sum(axis=-1).astype(np.float64))
+    nf = s.bin_n.sum(axis=-1)
+    ece = _div(np.abs(s.bin_correct - s.bin_conf).sum(axis=-1), nf)
+    return {
+        "n": n,
+        "accuracy": acc,
+        "error_rate": 1.0 - acc,
+        "macro_recall": macro,
+        "ece": ece,
+        "nll": _div(s.nll, nf),
+        "tpr": tpr,
+        "fpr": fpr,
+        "selection_rate": _div(s.predc, n[..., None]),
+    }
+
+
+def nanmax(a: np.ndarray, axis: int) -> np.ndarray:
+    """Max ignoring NaN; NaN where every value is NaN (no warning)."""
+    out = np.where(np.isnan(a), -np.inf, a).max(axis=axis)
+    return np.where(np.isneginf(out) & np.all(np.isnan(a), axis=axis), np.nan, out)
+
+
+def nanmin(a: np.ndarray, axis: int) -> np.ndarray:
+    """Min ignoring NaN; NaN where every value is NaN (no warning)."""
+    out = np.where(np.isnan(a), np.inf, a).min(axis=axis)
+    return np.where(np.isposinf(out) & np.all(np.isnan(a), axis=axis), np.nan, out)
+
+
+def nanargext(a: np.ndarray, axis: int, largest: bool) -> np.ndarray:
+    """Index of the max (``largest``) or min ignoring NaN; -1 where all are NaN."""
+    fill = -np.inf if largest else np.inf
+    filled = np.where(np.isnan(a), fill, a)
+    idx = filled.argmax(axis=axis) if largest else filled.argmin(axis=axis)
+    return np.where(np.all(np.isnan(a), axis=axis), -1, idx)
+
+
+def summaries(values: np.ndarray, overall: np.ndarray, eligible: np.ndarray, direction: str) -> dict[str, np.ndarray]:
+    """Disparity summaries of one metric over the eligible groups (MetricFrame semantics).
+
+    ``values`` is ``(R, G)``, ``overall`` ``(R,)``, ``eligible`` a ``(G,)`` mask. A summary
+    needs at least two eligible groups with a defined value; otherwise it is ``NaN``.
+    """
+    v = values[:, eligible]
+    r = values.shape[0]
+    if v.shape[1] == 0:
+        nan = np.full(r, np.nan)
+        return {k: nan for k in SUMMARY_DIRECTIONS}
+    hi, lo = nanmax(v, 1), nanmin(v, 1)
+    defined = (~np.isnan(v)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = lo / hi
+        rto = v / overall[:, None]
+        rto = np.where(rto > 1, 1.0 / rto, rto)
+    two = defined >= 2
+    out = {
+        "difference": np.where(two, hi - lo, np.nan),
+        "ratio": np.where(two, ratio, np.nan),
+        "worst_group": lo if direction == "higher" else hi,
+        "best_group": hi if direction == "higher" else lo,
+        "difference_to_overall": nanmax(np.abs(v - overall[:, None]), 1),
+        "ratio_to_overall": nanmin(rto, 1),
+    }
+    return {k: np.where(np.isinf(x), np.nan, x) for k, x in out.items()}
+
+
+def rate_differences(rates: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Per-class max - min of ``(R, G, C)`` rates over eligible groups with a defined rate: ``(R, C)``.
+
+    ``NaN`` for a class defined in fewer than two eligible groups.
+    """
+    v = rates[:, eligible, :]
+    if v.shape[1] == 0:
+        return np.full((rates.shape[0], rates.shape[2]), np.nan)
+    defined = (~np.isnan(v)).sum(axis=1)
+    return np.where(defined >= 2, nanmax(v, 1) - nanmin(v, 1), np.nan)
+
+
+def equalized_odds(tpr: np.ndarray, fpr: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Per-class one-vs-rest equalized-odds difference ``max(TPR diff, FPR diff)``: ``(R, C)``."""
+    return np.fmax(rate_differences(tpr, eligible), rate_differences(fpr, eligible))
