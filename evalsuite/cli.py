@@ -30,6 +30,7 @@ LISTABLE = {
     "recipes": "training:list_entries",
     "calibration": "evalsuite.calibration:list_entries",
     "slices": "evalsuite.slices:list_entries",
+    "attacks": "evalsuite.attacks:list_entries",
     "devices": "evalsuite.devices:list_entries",
     "device-operations": "evalsuite.devices:list_operations",
 }
@@ -110,6 +111,9 @@ def _setup_logging(args: argparse.Namespace) -> None:
     if getattr(args, "quiet", False):
         level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level > logging.INFO and not getattr(args, "quiet", False):
+        # The attack cost estimate is printed before long attack runs start, as users expect.
+        logging.getLogger("evalsuite.suites.adversarial").setLevel(logging.INFO)
 
 
 # ---------------------------------------------------------------------------------------- run

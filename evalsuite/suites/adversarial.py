@@ -1,0 +1,737 @@
+"""The adversarial suite: robust accuracy under L-inf and L2 attacks, with honest aggregation.
+
+For each threat model (norm, epsilon) one condition ``attack/<norm>/<eps key>`` runs every
+attack of the chosen tier on a seeded, stratified subset of the data and stores, per sample,
+the worst case (the first adversarial example the deployed model itself misclassifies, else
+the one with the smallest margin). Robust accuracy at an epsilon is therefore the share of
+samples that were classified correctly *and* survived every attack at that epsilon.
+
+White-box attacks run through the model's differentiable torch module; for ONNX files that is
+the ONNX gradient bridge (:func:`evalsuite.attacks.bridge.bridge_for`), checked against
+onnxruntime on real images of the run. The stored predictions always come from
+``model.predict`` (onnxruntime for ONNX files) on the adversarial inputs. When no bridge can
+be had, the suite runs the query-only Square attack through ``model.predict`` and marks every
+number "black-box only" (an upper bound on robustness), with the reason.
+
+Options (``suites: {adversarial: {...}}`` in a suite preset):
+
+- ``tier``: ``smoke`` (default; FGSM + PGD-10), ``standard`` (APGD-CE + APGD-T, 100 iterations,
+  9 targets) or ``full`` (AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square-5000).
+- ``n``: size of the seeded stratified subset attacked (default 128; ``all`` for every sample).
+- ``seed``: subset and attack seed (default: the run seed).
+- ``norms``: ``[linf, l2]`` (default both).
+- ``linf_eps``: default ``["1/255", "2/255", "4/255", "8/255"]``; ``l2_eps``: default ``[0.25, 0.5]``.
+  Fractions (``"8/255"``) or numbers; the docs define the safe keys used in gate paths.
+- ``attacks``: replace the tier's attack list (names from ``evalsuite ls attacks``;
+  ``autoattack`` expands to its four attacks).
+- ``steps``: PGD steps (default 10); ``apgd_steps``: APGD/APGD-T/FAB iterations (default 100);
+  ``targets``: target classes of APGD-T/FAB-T (default 9); ``square_queries``: Square's query
+  budget where Square is one of the attacks or the black-box fallback (default 1000 in smoke,
+  5000 otherwise).
+- ``sanity`` (default true): the gradient-masking checks below. ``blackbox_n`` (default 32)
+  samples get the Square check at the largest epsilon of each norm with ``blackbox_queries``
+  queries (default 300 in smoke, 5000 otherwise); ``large_eps`` (default 0.5, L-inf) and
+  ``sanity_n`` (default 32) set the large-epsilon check.
+- ``bridge_tolerance``: refuse the ONNX bridge when its logits differ from onnxruntime's by more
+  than this times ``max(1, max |logit|)`` (default 1e-3).
+- ``examples``: example pairs shown per norm (default 3); ``amp`` / ``channels_last``: run
+  white-box attacks under CUDA float16 autocast / channels_last (default off; the final
+  check always uses ``model.predict``).
+
+Metrics (gate paths): ``adversarial.<norm>.<eps key>.robust_accuracy`` (also
+``clean_accuracy``, ``attack_success_rate``, ``mean_linf``, ``mean_l2``, ``violations``),
+``adversarial.worst.robust_accuracy``, ``adversarial.clean_accuracy``,
+``adversarial.violations`` (FAIL gate at > 0), ``adversarial.white_box`` and
+``adversarial.sanity.*`` (WARN gates), ``adversarial.bridge.max_abs_diff``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evalsuite.conditions import BatchContext, Condition
+from evalsuite.errors import ModelError, UsageError
+from evalsuite.stats import mean_metric, metric
+from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N = 128
+DEFAULT_EXAMPLES = 3
+GRADIENT_BAD_MAX = 0.10
+LARGE_EPS_MAX_ACCURACY = 0.10
+SANITY_PGD_STEPS = 20
+LONG_RUN_SECONDS = 300.0
+MODE_WHITE = "white-box"
+MODE_BLACK = "black-box only"
+
+
+@dataclass(eq=False)
+class AttackCondition(Condition):
+    """One threat model (norm, eps): every attack of the tier, per-sample worst case.
+
+    ``indices`` (dataset positions to evaluate, or None for all) restricts the runner to the
+    attacked subset. ``state`` is the suite's shared engine (built once per run).
+    """
+
+    key: str = ""
+    suite: str = "adversarial"
+    uses_model: bool = True
+    norm: str = "linf"
+    eps: float = 0.0
+    attacks: tuple[str, ...] = ()
+    indices: np.ndarray | None = None
+    blackbox_ids: frozenset[str] = frozenset()
+    blackbox_queries: int = 1000
+    keep_examples: int = 0
+    settings: Any = None
+    state: Any = field(default=None, repr=False)
+    examples: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def prepare(self, run: Any) -> None:
+        self.state.ensure(run)
+
+    def apply(self, x: Any, ctx: BatchContext) -> Any:
+        engine = self.state.engine
+        ids = [str(i) for i in ctx.ids]
+        mask = np.array([i in self.blackbox_ids for i in ids], dtype=bool) if self.blackbox_ids else None
+        res = engine.attack_batch(
+            x,
+            ctx.labels,
+            ids,
+            norm=self.norm,
+            eps=self.eps,
+            attacks=self.attacks,
+            seed=self.state.seed,
+            key=self.key,
+            blackbox_mask=mask,
+            blackbox_queries=self.blackbox_queries,
+            keep_examples=max(0, self.keep_examples - len(self.examples)),
+            settings=self.settings,
+        )
+        self.examples.extend(res.examples)
+        return res.x_adv, res.extras
+
+
+class _State:
+    """What the suite's conditions share: the engine, the white-box module and how it was obtained."""
+
+    def __init__(self, settings: Any, tolerance: float, amp: bool, channels_last: bool, seed: int) -> None:
+        self.settings = settings
+        self.tolerance = tolerance
+        self.amp = amp
+        self.channels_last = channels_last
+        self.seed = seed
+        self.engine: Any = None
+        self.mode = MODE_WHITE
+        self.reason = ""
+        self.bridge: dict[str, Any] | None = None
+
+    def ensure(self, run: RunContext, inputs: Any = None) -> None:
+        if self.engine is not None:
+            return
+        from evalsuite.attacks.engine import AttackEngine
+
+        model = run.model
+        module = self._white_box_module(run, inputs)
+        self.engine = AttackEngine(
+            model.predict,
+            module,
+            n_classes=model.info.num_classes,
+            device=run.device,
+            settings=self.settings,
+            amp=self.amp,
+            channels_last=self.channels_last,
+            check_agreement=bool(self.bridge and self.bridge.get("used")),
+        )
+
+    def _white_box_module(self, run: RunContext, inputs: Any) -> Any:
+        from evalsuite.attacks.bridge import bridge_for, logit_difference
+
+        model = run.model
+        is_onnx = getattr(model.info, "format", "") == "onnx"
+        try:
+            if is_onnx:
+                module = bridge_for(model, inputs, tolerance=self.tolerance, device=run.device)
+                self.bridge = {
+                    "used": True,
+                    "max_abs_diff": float(module.bridge_max_abs_diff),
+                    "n_checked": int(module.bridge_n_checked),
+                    "tolerance": self.tolerance,
+                    "notes": list(module.bridge_notes),
+                }
+                return module
+            try:
+                module = model.torch_module()
+            except ModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means "no gradients": fall back
+                raise ModelError(f"torch_module() failed ({type(exc).__name__}: {str(exc)[:160]})") from None
+            module = module.eval()
+            if inputs is not None:
+                diff, scale = logit_difference(module, model, inputs)
+                self.bridge = {"used": False, "max_abs_diff": diff, "n_checked": int(inputs.shape[0]),
+                               "tolerance": self.tolerance, "notes": ["model's own torch module"]}
+                if not diff <= self.tolerance * max(1.0, scale):
+                    raise ModelError(
+                        f"the model's torch module disagrees with its predict() by up to {diff:.3g} on real inputs"
+                    )
+            return module
+        except ModelError as exc:
+            self.mode = MODE_BLACK
+            self.reason = str(exc)
+            log.warning("adversarial: no white-box attacks (%s); running black-box Square through model.predict", exc)
+            return None
+
+
+def _png_pair(clean: np.ndarray, adv: np.ndarray) -> tuple[bytes, bytes, bytes, float]:
+    from evalsuite.suites.clean import thumbnail_png
+
+    def to_u8(a: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(np.transpose(a, (1, 2, 0)) * 255.0), 0, 255).astype(np.uint8)
+
+    d = adv.astype(np.float64) - clean.astype(np.float64)
+    peak = float(np.abs(d).max())
+    scale = 0.5 / peak if peak > 0 else 1.0
+    vis = 0.5 + d * scale
+    return thumbnail_png(to_u8(clean)), thumbnail_png(to_u8(adv)), thumbnail_png(to_u8(vis)), scale
+
+
+def _bool_option(options: dict[str, Any], name: str, default: bool) -> bool:
+    v = options.get(name, default)
+    if not isinstance(v, bool):
+        raise UsageError(f"suite 'adversarial': option {name} must be true or false, got {v!r}")
+    return v
+
+
+def _int_option(options: dict[str, Any], name: str, default: int, minimum: int = 1) -> int:
+    v = options.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise UsageError(f"suite 'adversarial': option {name} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+class AdversarialSuite(Suite):
+    """Robust accuracy under L-inf and L2 attacks (see the module docstring for options and metrics)."""
+
+    name = "adversarial"
+    option_names = (
+        "tier", "n", "seed", "norms", "linf_eps", "l2_eps", "attacks", "steps", "apgd_steps", "targets",
+        "square_queries", "sanity", "blackbox_n", "blackbox_queries", "large_eps", "sanity_n",
+        "bridge_tolerance", "examples", "amp", "channels_last",
+    )
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        from evalsuite.attacks.runners import TIERS, AttackSettings, expand_attacks
+        from evalsuite.attacks.threat import NORMS, parse_eps, parse_eps_list
+        from evalsuite.registry import did_you_mean
+
+        o = self.options
+        tier = str(o.get("tier", "smoke"))
+        if tier not in TIERS:
+            raise UsageError(f"suite 'adversarial': unknown tier {tier!r}{did_you_mean(tier, list(TIERS))}; "
+                             f"valid: {', '.join(TIERS)}")
+        self.tier = tier
+        n = o.get("n", DEFAULT_N)
+        if n in (None, "all"):
+            self.n: int | None = None
+        elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError(f"suite 'adversarial': option n must be a positive integer or 'all', got {n!r}")
+        else:
+            self.n = int(n)
+        seed = o.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise UsageError(f"suite 'adversarial': option seed must be an integer, got {seed!r}")
+        self.seed = seed
+        norms = o.get("norms", list(NORMS))
+        if isinstance(norms, str):
+            norms = [norms]
+        if not isinstance(norms, (list, tuple)) or not norms:
+            raise UsageError("suite 'adversarial': option norms must be a non-empty list of linf, l2")
+        self.norms: list[str] = []
+        for nm in norms:
+            nm = str(nm).lower()
+            if nm not in NORMS:
+                raise UsageError(f"suite 'adversarial': unknown norm {nm!r}{did_you_mean(nm, list(NORMS))}; "
+                                 f"valid: {', '.join(NORMS)}")
+            if nm not in self.norms:
+                self.norms.append(nm)
+        self.eps = {nm: parse_eps_list(o.get(f"{nm}_eps"), nm) for nm in self.norms}
+        self.attacks = expand_attacks(o["attacks"]) if "attacks" in o else list(TIERS[tier])
+        smoke = tier == "smoke"
+        self.settings = AttackSettings(
+            pgd_steps=_int_option(o, "steps", 10),
+            apgd_steps=_int_option(o, "apgd_steps", 100),
+            fab_steps=_int_option(o, "apgd_steps", 100),
+            targets=_int_option(o, "targets", 9),
+            square_queries=_int_option(o, "square_queries", 1000 if smoke else 5000),
+        )
+        self.sanity = _bool_option(o, "sanity", True)
+        self.blackbox_n = _int_option(o, "blackbox_n", 32, minimum=0)
+        self.blackbox_queries = _int_option(o, "blackbox_queries", 300 if smoke else 5000)
+        self.large_eps = parse_eps(o.get("large_eps", 0.5), "linf")
+        self.sanity_n = _int_option(o, "sanity_n", 32)
+        tol = o.get("bridge_tolerance", 1e-3)
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0 or not math.isfinite(tol):
+            raise UsageError(f"suite 'adversarial': option bridge_tolerance must be a positive number, got {tol!r}")
+        self.tolerance = float(tol)
+        self.n_examples = _int_option(o, "examples", DEFAULT_EXAMPLES, minimum=0)
+        self.amp = _bool_option(o, "amp", False)
+        self.channels_last = _bool_option(o, "channels_last", False)
+        self._state: _State | None = None
+        self._conditions: list[AttackCondition] = []
+        self._estimate: dict[str, Any] = {}
+        self._subset: np.ndarray = np.empty(0, np.int64)
+
+    # ----------------------------------------------------------------------------- conditions
+
+    def _subset_positions(self, run: RunContext, seed: int) -> np.ndarray:
+        from evalsuite.data.sampling import stratified_indices
+
+        total = len(run.labels)
+        if self.n is None or self.n >= total:
+            return np.arange(total, dtype=np.int64)
+        return np.asarray(stratified_indices(np.asarray(run.labels), self.n, seed), dtype=np.int64)
+
+    def _real_inputs(self, run: RunContext, positions: np.ndarray, k: int) -> Any:
+        if run.image_source is None or len(positions) == 0:
+            return None
+        from evalsuite.runner import to_tensor
+
+        images = run.image_source(positions[:k])
+        return to_tensor(np.asarray(images), run.device)
+
+    def conditions(self, run: RunContext) -> list[Condition]:
+        from evalsuite.attacks.runners import supported
+        from evalsuite.attacks.threat import NORM_LABELS
+
+        seed = int(run.seed if self.seed is None else self.seed)
+        state = _State(self.settings, self.tolerance, self.amp, self.channels_last, seed)
+        self._state = state
+        positions = self._subset_positions(run, seed)
+        self._subset = positions
+        batch = max(1, min(int(run.batch_size), len(positions)))
+        inputs = self._real_inputs(run, positions, batch)
+        state.ensure(run, inputs)
+        n_classes = run.model.info.num_classes
+        ids = np.asarray(run.dataset.ids)
+
+        rng = np.random.default_rng(seed + 1)
+        bb_pos = np.sort(rng.choice(positions, size=min(self.blackbox_n, len(positions)), replace=False)) \
+            if len(positions) else positions
+        bb_ids = frozenset(str(ids[p]) for p in bb_pos)
+
+        conds: list[AttackCondition] = []
+        common = {"tier": self.tier, "n": int(len(positions)), "seed": seed, "mode": state.mode,
+                  "settings": asdict(self.settings)}
+        if state.mode == MODE_BLACK:
+            common["reason"] = state.reason
+        for norm in self.norms:
+            if state.mode == MODE_WHITE:
+                names = []
+                for a in self.attacks:
+                    ok, why = supported(a, norm, n_classes)
+                    if ok:
+                        names.append(a)
+                    else:
+                        log.info("adversarial: %s skipped for %s (%s)", a, norm, why)
+                if not names:
+                    raise UsageError(f"suite 'adversarial': none of the attacks {self.attacks} supports {norm}")
+            else:
+                names = ["square"]
+            eps_list = self.eps[norm]
+            for i, eps in enumerate(eps_list):
+                largest = i == len(eps_list) - 1
+                check = (self.sanity and largest and state.mode == MODE_WHITE and self.blackbox_n > 0
+                         and "square" not in names)
+                params = dict(common, norm=norm, norm_label=NORM_LABELS[norm], eps=eps.value, eps_label=eps.label,
+                              eps_key=eps.key, attacks=list(names),
+                              blackbox_check={"n": len(bb_ids), "queries": self.blackbox_queries} if check else None)
+                conds.append(AttackCondition(
+                    key=f"attack/{norm}/{eps.key}",
+                    params=params,
+                    norm=norm,
+                    eps=eps.value,
+                    attacks=tuple(names),
+                    indices=positions,
+                    blackbox_ids=bb_ids if check else frozenset(),
+                    blackbox_queries=self.blackbox_queries,
+                    keep_examples=self.n_examples if largest else 0,
+                    settings=self.settings,
+                    state=state,
+                ))
+        if self.sanity:
+            from dataclasses import replace
+
+            sanity_pos = positions[np.sort(rng.choice(len(positions), size=min(self.sanity_n, len(positions)),
+                                                      replace=False))] if len(positions) else positions
+            names = ("pgd",) if state.mode == MODE_WHITE else ("square",)
+            settings = replace(self.settings, pgd_steps=max(SANITY_PGD_STEPS, self.settings.pgd_steps))
+            params = dict(common, norm="linf", norm_label=NORM_LABELS["linf"], eps=self.large_eps.value,
+                          eps_label=self.large_eps.label, eps_key=self.large_eps.key, attacks=list(names),
+                          sanity=True, n=int(len(sanity_pos)), settings=asdict(settings), blackbox_check=None)
+            conds.append(AttackCondition(
+                key=f"attack/sanity/linf_{self.large_eps.key}",
+                params=params,
+                norm="linf",
+                eps=self.large_eps.value,
+                attacks=names,
+                indices=sanity_pos,
+                settings=settings,
+                state=state,
+            ))
+        self._conditions = conds
+        self._estimate = self._estimate_cost(run, conds, inputs)
+        return list(conds)
+
+    def _estimate_cost(self, run: RunContext, conds: list[AttackCondition], inputs: Any) -> dict[str, Any]:
+        """Upper bound of passes (no sample ever broken) and the time they take, from one timed pass."""
+        from evalsuite.attacks.engine import margin_gradient_flags
+        from evalsuite.attacks.runners import ATTACKS, passes_per_sample
+
+        state = self._state
+        assert state is not None
+        engine = state.engine
+        n_classes = run.model.info.num_classes
+        fb = f = 0
+        for c in conds:
+            n = len(c.indices) if c.indices is not None else len(run.labels)
+            fb_c, f_c = 1 if engine.whitebox else 0, 1
+            for a in c.attacks:
+                if ATTACKS[a].whitebox and not engine.whitebox:
+                    continue
+                pf, pq = passes_per_sample(a, c.settings, n_classes)
+                fb_c += pf
+                f_c += pq + (2 if ATTACKS[a].whitebox else 1)
+            fb += n * fb_c
+            f += n * f_c
+            if c.blackbox_ids:
+                f += len(c.blackbox_ids) * (c.blackbox_queries + 3)
+        est: dict[str, Any] = {"forward_backward_passes": int(fb), "forward_passes": int(f),
+                               "note": "sample-passes, upper bound (every sample survives every attack)"}
+        if inputs is not None and len(inputs):
+            import torch
+
+            y = torch.as_tensor(np.asarray(run.labels)[self._subset[: len(inputs)]], device=inputs.device).long()
+            t_f = _timed(lambda: run.model.predict(inputs))
+            est["seconds_per_forward_sample"] = t_f / len(inputs)
+            seconds = f * t_f / len(inputs)
+            if engine.whitebox:
+                t_fb = _timed(lambda: margin_gradient_flags(engine.module, inputs, y))
+                est["seconds_per_forward_backward_sample"] = t_fb / len(inputs)
+                seconds += fb * t_fb / len(inputs)
+            est["seconds"] = seconds
+            est["batch"] = int(len(inputs))
+        # INFO normally; WARNING when the run will be long enough that someone should know first.
+        level = logging.WARNING if est.get("seconds", 0.0) > LONG_RUN_SECONDS else logging.INFO
+        log.log(
+            level,
+            "adversarial (%s tier, %s, %d conditions, %d samples): up to %.3g forward+backward and %.3g forward "
+            "sample-passes, estimated %s",
+            self.tier, state.mode, len(conds), len(self._subset), fb, f,
+            f"{est['seconds']:.0f} s" if "seconds" in est else "(not timed)",
+        )
+        return est
+
+    # ------------------------------------------------------------------------------- summary
+
+    def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
+        from evalsuite.attacks.threat import L2_ATOL, L2_RTOL, LINF_ATOL, NORM_LABELS
+
+        seed = int(run.seed if self.seed is None else self.seed)
+        items = preds.by_suite(self.name)
+        main = [p for p in items if not p.params.get("sanity")]
+        sanity_items = [p for p in items if p.params.get("sanity")]
+        state = self._state
+        mode = state.mode if state is not None else (main[0].params.get("mode", MODE_WHITE) if main else MODE_WHITE)
+        reason = state.reason if state is not None else (main[0].params.get("reason", "") if main else "")
+        whitebox = mode == MODE_WHITE
+        metrics: dict[str, Any] = {}
+        checks: list[dict[str, Any]] = []
+        report: dict[str, Any] = {
+            "tier": self.tier,
+            "mode": mode,
+            "reason": reason,
+            "n": int(len(self._subset)) if len(self._subset) else (len(main[0]) if main else 0),
+            "seed": seed,
+            "attacks": {},
+            "bridge": state.bridge if state is not None else None,
+            "estimate": self._estimate,
+            "tolerances": {"linf_atol": LINF_ATOL, "l2_rtol": L2_RTOL, "l2_atol": L2_ATOL},
+            "curves": {},
+            "rows": [],
+            "sanity": [],
+            "examples": [],
+        }
+        if not main:
+            report["note"] = "no adversarial conditions ran"
+            return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+        rows = []
+        leaves: list[tuple[str, str, dict[str, Any]]] = []
+        total_violations = 0
+        total_nonfinite = 0
+        n_outputs = 0
+        order = {nm: i for i, nm in enumerate(self.norms)}
+        for p in sorted(main, key=lambda q: (order.get(q.params["norm"], len(order)), q.params["eps"])):
+            norm, key = p.params["norm"], p.params["eps_key"]
+            node, row = self._condition_metrics(p, seed)
+            metrics.setdefault(norm, {})[key] = node
+            leaves.append((norm, key, node["robust_accuracy"]))
+            total_violations += int(node["violations"]["value"])
+            total_nonfinite += int(np.asarray(p.extras.get("nonfinite", np.zeros(0))).sum())
+            n_outputs += len(p)
+            row.update(norm=norm, norm_label=NORM_LABELS.get(norm, norm), eps_label=p.params["eps_label"],
+                       eps_key=key, eps=p.params["eps"], attacks=p.params.get("attacks", []))
+            rows.append(row)
+            report["attacks"][norm] = p.params.get("attacks", [])
+        report["rows"] = rows
+        first = main[0]
+        cc = np.asarray(first.extras["clean_correct"], bool)
+        metrics["clean_accuracy"] = mean_metric(cc.astype(np.float64), seed=seed)
+        worst = min(leaves, key=lambda t: (t[2]["value"] if t[2]["value"] is not None else math.inf))
+        metrics["worst"] = {"robust_accuracy": dict(worst[2], condition=f"{worst[0]}/{worst[1]}")}
+        metrics["violations"] = metric(total_violations, n_outputs, None, "lower")
+        metrics["nonfinite_outputs"] = metric(total_nonfinite, n_outputs, None, "lower")
+        metrics["white_box"] = metric(1.0 if whitebox else 0.0, 1, None, "higher")
+        if state is not None and state.bridge is not None:
+            metrics["bridge"] = {"max_abs_diff": metric(state.bridge["max_abs_diff"], state.bridge["n_checked"], None,
+                                                        "lower", tolerance=state.bridge["tolerance"])}
+        for norm in report["attacks"]:
+            if norm in metrics:
+                pts = sorted((r["eps"], r["robust_accuracy"], r["eps_label"]) for r in rows if r["norm"] == norm)
+                report["curves"][norm] = {
+                    "label": NORM_LABELS.get(norm, norm),
+                    "points": [[0.0, metrics["clean_accuracy"]["value"], "clean"]] + [list(t) for t in pts],
+                }
+
+        checks.append({
+            "name": "adversarial examples within budget",
+            "metric": "adversarial.violations", "max": 0, "severity": "fail", "bound": "point",
+            "description": "Every adversarial example must lie within its epsilon ball (float tolerance "
+                           f"{LINF_ATOL:g} L-inf, {L2_RTOL:g} relative L2) and in [0, 1]; an attack that leaves "
+                           "the threat model is a bug in the attack, and its examples were not counted.",
+        })
+        if not whitebox:
+            checks.append({
+                "name": "adversarial: white-box attacks ran",
+                "metric": "adversarial.white_box", "min": 1, "severity": "warn", "bound": "point",
+                "description": "Black-box only: no differentiable module could be had (" + reason + "). Robust "
+                               "accuracy comes from the query-only Square attack and is an upper bound.",
+            })
+        if self.sanity:
+            metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, whitebox, seed)
+            report["sanity"] = sanity_rows
+            checks.extend(sanity_checks)
+        report["examples"] = self._examples(run, main, whitebox)
+        return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    @staticmethod
+    def _condition_metrics(p: Predictions, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        ex = p.extras
+        clean_correct = np.asarray(ex["clean_correct"], bool)
+        robust = (p.predicted == p.labels) & clean_correct & p.finite
+        broken = clean_correct & ~robust
+        linf = np.asarray(ex["linf"], np.float64)
+        l2 = np.asarray(ex["l2"], np.float64)
+        violations = int(np.asarray(ex["violation"]).sum())
+        node = {
+            "robust_accuracy": mean_metric(robust.astype(np.float64), seed=seed),
+            "clean_accuracy": mean_metric(clean_correct.astype(np.float64), seed=seed),
+            "attack_success_rate": mean_metric(broken[clean_correct].astype(np.float64), direction="lower", seed=seed),
+            "mean_linf": mean_metric(linf[broken], direction="none", seed=seed),
+            "mean_l2": mean_metric(l2[broken], direction="none", seed=seed),
+            "violations": metric(violations, len(p), None, "lower"),
+        }
+        attack = np.asarray(ex["attack"]).astype(str)
+        first: dict[str, int] = {}
+        for a in attack[broken]:
+            first[a] = first.get(a, 0) + 1
+        row = {
+            "key": p.key,
+            "n": len(p),
+            "robust_accuracy": node["robust_accuracy"]["value"],
+            "robust_ci": node["robust_accuracy"]["ci"],
+            "clean_accuracy": node["clean_accuracy"]["value"],
+            "attack_success_rate": node["attack_success_rate"]["value"],
+            "mean_linf": node["mean_linf"]["value"],
+            "mean_l2": node["mean_l2"]["value"],
+            "violations": violations,
+            "first_success": first,
+            "bridge_disagreements": int(np.asarray(ex.get("bridge_disagree", np.zeros(0))).sum()),
+            "confirmed_by_predict_only": int(((attack != "") & (attack != "misclassified") & robust).sum()),
+        }
+        return node, row
+
+    def _sanity(self, main: list[Predictions], sanity_items: list[Predictions], whitebox: bool,
+                seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        out: dict[str, Any] = {}
+        rows: list[dict[str, Any]] = []
+        checks: list[dict[str, Any]] = []
+
+        # 1. Monotone in epsilon.
+        problems = []
+        by_norm: dict[str, list[tuple[float, float, str]]] = {}
+        for p in main:
+            cc = np.asarray(p.extras["clean_correct"], bool)
+            robust = ((p.predicted == p.labels) & cc & p.finite).mean() if len(p) else math.nan
+            by_norm.setdefault(p.params["norm"], []).append((p.params["eps"], float(robust), p.params["eps_label"]))
+        for norm, pts in by_norm.items():
+            pts.sort()
+            for (_, r0, l0), (_, r1, l1) in zip(pts, pts[1:], strict=False):
+                if r1 > r0 + 1e-12:
+                    problems.append(f"{norm}: {l1} {r1:.1%} > {l0} {r0:.1%}")
+        desc = ("Robust accuracy must not rise with a larger epsilon: a larger budget contains every smaller one. "
+                "A rise means an attack failed at the larger epsilon where it succeeded at a smaller one, which "
+                "suggests gradient masking or too few attack iterations.")
+        out["monotone"] = metric(0.0 if problems else 1.0, len(main), None, "higher")
+        rows.append({"name": "robust accuracy non-increasing in epsilon", "ok": not problems,
+                     "value": "; ".join(problems) or "yes", "description": desc})
+        checks.append({"name": "adversarial sanity: monotone in epsilon", "metric": "adversarial.sanity.monotone",
+                       "min": 1, "severity": "warn", "bound": "point", "description": desc})
+
+        # 2. Black-box stronger than white-box.
+        if whitebox:
+            tried = sum(int(np.asarray(p.extras.get("blackbox_tried", np.zeros(0))).sum()) for p in main)
+            succ = sum(int(np.asarray(p.extras.get("blackbox_success", np.zeros(0))).sum()) for p in main)
+            if tried:
+                desc = ("The query-only Square attack (run through model.predict) broke samples that every "
+                        "white-box attack failed on. Gradient attacks should dominate: this suggests gradient "
+                        "masking, or a bridge whose gradients do not match the deployed model.")
+                out["blackbox_only_successes"] = metric(succ, tried, None, "lower")
+                rows.append({"name": "black-box attack no stronger than white-box", "ok": succ == 0,
+                             "value": f"{succ} of {tried} checked sample(s) broken only by Square", "description": desc})
+                checks.append({"name": "adversarial sanity: black-box not stronger",
+                               "metric": "adversarial.sanity.blackbox_only_successes", "max": 0, "severity": "warn",
+                               "bound": "point", "description": desc})
+
+        # 3. Very large epsilon.
+        if sanity_items:
+            p = sanity_items[0]
+            cc = np.asarray(p.extras["clean_correct"], bool)
+            robust = ((p.predicted == p.labels) & cc & p.finite).astype(np.float64)
+            leaf = mean_metric(robust, seed=seed, eps=p.params["eps_label"])
+            out["large_eps_robust_accuracy"] = leaf
+            desc = (f"At L-inf epsilon {p.params['eps_label']} an attacker can wash out almost any image, so robust "
+                    f"accuracy should be near zero (at most {LARGE_EPS_MAX_ACCURACY:.0%}). If it is not, the attacks "
+                    "are not working: gradient masking, or a broken gradient bridge.")
+            rows.append({"name": f"robust accuracy near zero at L-inf {p.params['eps_label']}",
+                         "ok": bool(leaf["value"] is not None and leaf["value"] <= LARGE_EPS_MAX_ACCURACY),
+                         "value": f"{leaf['value']:.1%} of {len(p)}" if leaf["value"] is not None else "n/a",
+                         "description": desc})
+            if leaf["value"] is not None:
+                checks.append({"name": "adversarial sanity: large epsilon breaks the model",
+                               "metric": "adversarial.sanity.large_eps_robust_accuracy",
+                               "max": LARGE_EPS_MAX_ACCURACY, "severity": "warn", "bound": "point", "description": desc})
+
+        # 4. Zero / NaN gradients.
+        if whitebox:
+            frac = 0.0
+            n_att = 0
+            for p in main:
+                cc = np.asarray(p.extras["clean_correct"], bool)
+                bad = (np.asarray(p.extras["grad_zero"], bool) | np.asarray(p.extras["grad_nan"], bool)
+                       | (np.asarray(p.extras.get("nonfinite", np.zeros(len(p))), np.int64) > 0))
+                if cc.any():
+                    f = float(bad[cc].mean())
+                    if f >= frac:
+                        frac, n_att = f, int(cc.sum())
+            desc = (f"Share of attacked samples whose input gradient (of the logit margin) is exactly zero or NaN, "
+                    f"or whose attack produced NaN/inf; more than {GRADIENT_BAD_MAX:.0%} suggests gradient "
+                    "masking (saturating or quantising layers) or a broken bridge, and white-box numbers are "
+                    "then unreliable.")
+            out["bad_gradient_fraction"] = metric(frac, n_att, None, "lower")
+            rows.append({"name": "gradients present", "ok": frac <= GRADIENT_BAD_MAX,
+                         "value": f"{frac:.1%} of {n_att} sample(s) with zero/NaN gradient", "description": desc})
+            checks.append({"name": "adversarial sanity: gradients present",
+                           "metric": "adversarial.sanity.bad_gradient_fraction", "max": GRADIENT_BAD_MAX,
+                           "severity": "warn", "bound": "point", "description": desc})
+        return out, rows, checks
+
+    def _examples(self, run: RunContext, main: list[Predictions], whitebox: bool) -> list[dict[str, Any]]:
+        """Example pairs at the largest epsilon of each norm, saved as PNG artifacts."""
+        if self.n_examples <= 0:
+            return []
+        class_names = list(run.model.info.class_names)
+        conds = {c.key: c for c in self._conditions}
+        out: list[dict[str, Any]] = []
+        by_norm: dict[str, Predictions] = {}
+        for p in main:
+            cur = by_norm.get(p.params["norm"])
+            if cur is None or p.params["eps"] > cur.params["eps"]:
+                by_norm[p.params["norm"]] = p
+        for norm, p in by_norm.items():
+            cond = conds.get(p.key)
+            pairs = list(cond.examples) if cond is not None else []
+            if not pairs:
+                pairs = self._regenerate_examples(run, p, cond)
+            row_of = {str(i): r for r, i in enumerate(p.ids)}
+            for k, ex in enumerate(pairs[: self.n_examples]):
+                r = row_of.get(ex["id"])
+                if r is None:
+                    continue
+                adv_pred = int(np.argmax(np.asarray(run.model.predict(_as_batch(ex["adversarial"], run.device)))[0]))
+                clean_pred = int(np.asarray(p.extras["clean_pred"])[r])
+                label = int(p.labels[r])
+                if adv_pred == label:
+                    continue
+                c_png, a_png, d_png, scale = _png_pair(ex["clean"], ex["adversarial"])
+                stem = f"adversarial_{norm}_{p.params['eps_key']}_{k}"
+                d = ex["adversarial"].astype(np.float64) - ex["clean"].astype(np.float64)
+                out.append({
+                    "norm": norm,
+                    "eps_label": p.params["eps_label"],
+                    "id": ex["id"],
+                    "label": class_names[label] if label < len(class_names) else str(label),
+                    "clean_pred": class_names[clean_pred] if 0 <= clean_pred < len(class_names) else str(clean_pred),
+                    "adv_pred": class_names[adv_pred] if adv_pred < len(class_names) else str(adv_pred),
+                    "attack": ex.get("attack", ""),
+                    "linf": float(np.abs(d).max()),
+                    "l2": float(np.sqrt((d**2).sum())),
+                    "magnification": scale,
+                    "clean": run.save_artifact(f"{stem}_clean.png", c_png),
+                    "adversarial": run.save_artifact(f"{stem}_adv.png", a_png),
+                    "perturbation": run.save_artifact(f"{stem}_delta.png", d_png),
+                })
+        return out
+
+    def _regenerate_examples(self, run: RunContext, p: Predictions, cond: AttackCondition | None) -> list[dict[str, Any]]:
+        """Recompute example pairs when the predictions were resumed from disk (no examples in memory)."""
+        if cond is None or self._state is None or self._state.engine is None or run.image_source is None:
+            return []
+        cc = np.asarray(p.extras["clean_correct"], bool)
+        rows = np.flatnonzero(cc & (p.predicted != p.labels))[: self.n_examples]
+        if len(rows) == 0:
+            return []
+        import torch
+
+        from evalsuite.runner import to_tensor
+
+        x = to_tensor(np.asarray(run.image_source(p.index[rows])), run.device)
+        y = torch.as_tensor(p.labels[rows], device=x.device).long()
+        res = self._state.engine.attack_batch(
+            x, y, [str(i) for i in p.ids[rows]], norm=cond.norm, eps=cond.eps, attacks=cond.attacks,
+            seed=self._state.seed, key=cond.key, keep_examples=len(rows), settings=cond.settings,
+        )
+        return res.examples
+
+
+def _as_batch(image: np.ndarray, device: str) -> Any:
+    import torch
+
+    return torch.as_tensor(np.asarray(image, dtype=np.float32)[None], device=device)
+
+
+def _timed(fn: Any) -> float:
+    """Seconds of one call of ``fn`` after a warm-up call."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
