@@ -42,7 +42,7 @@ def run_and_preds(tmp_path_factory):
     items["device/phone-2019"] = _cond(rng, "device/phone-2019", "device", ids, labels, 2.5, 1.6)
     # an attack on a shuffled subset, with a key that contains a dot
     subset = rng.permutation(N)[:120]
-    items["attack/l2/0.5"] = _cond(rng, "attack/l2/0.5", "attack", ids, labels, 4.0, 5.0, rows=subset)
+    items["attack/l2/0.5"] = _cond(rng, "attack/l2/0.5", "adversarial", ids, labels, 4.0, 5.0, rows=subset)
     model = SimpleNamespace(info=SimpleNamespace(class_names=[str(i) for i in range(C)]))
     run = RunContext(model=model, dataset=SimpleNamespace(fingerprint="f"), labels=labels,
                      out_dir=Path(tmp_path_factory.mktemp("calrun")), seed=7)

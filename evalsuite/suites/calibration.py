@@ -320,7 +320,8 @@ class CalibrationSuite(Suite):
         what = "attack conditions" if attack else "natural-shift conditions (every non-clean, non-attack condition)"
         best_key, best_leaf = None, None
         for key, p in preds.items():
-            if key == "clean" or (p.suite == "attack") != attack:
+            is_attack = p.suite == "adversarial" or key.startswith("attack/")
+            if key == "clean" or is_attack != attack:
                 continue
             leaf = metrics[mkeys[key]].get("ece")
             if leaf is None or leaf["value"] is None:

@@ -491,6 +491,8 @@ class SliceSuite(Suite):
         def score(d: dict[str, Any]) -> float:
             return (d["drop_lo"] if d["drop_lo"] is not None else d["drop"]) - d["overall_drop"]
 
+        # only groups that really fall further than everyone else; if none does, the largest drop
+        found = [d for d in found if d["drop"] > 0 and score(d) > 0] or sorted(found, key=lambda d: -d["drop"])[:1]
         found.sort(key=lambda d: -score(d))
         lines: list[dict[str, Any]] = []
         seen: set[str] = set()
