@@ -160,7 +160,7 @@ class CalibrationSuite(Suite):
             report["temperature"] = {"skipped": "no clean condition in this run"}
 
         metrics["worst_shift"] = {"ece": self._worst(preds, mkeys, metrics, attack=False)}
-        if any(preds[k].suite == "attack" for k in keys):
+        if any(_is_attack(k, preds[k].suite) for k in keys):
             metrics["worst_attack"] = {"ece": self._worst(preds, mkeys, metrics, attack=True)}
 
         for row in rows:
@@ -320,8 +320,7 @@ class CalibrationSuite(Suite):
         what = "attack conditions" if attack else "natural-shift conditions (every non-clean, non-attack condition)"
         best_key, best_leaf = None, None
         for key, p in preds.items():
-            is_attack = p.suite == "adversarial" or key.startswith("attack/")
-            if key == "clean" or is_attack != attack:
+            if key == "clean" or _is_attack(key, p.suite) != attack:
                 continue
             leaf = metrics[mkeys[key]].get("ece")
             if leaf is None or leaf["value"] is None:
@@ -331,6 +330,11 @@ class CalibrationSuite(Suite):
         if best_leaf is None:
             return metric(None, 0, None, "lower", condition=None, over=what, note="no such condition in this run")
         return dict(best_leaf, condition=best_key, metric_key=mkeys[best_key], over=what)
+
+
+def _is_attack(key: str, suite: str) -> bool:
+    """Adversarial conditions (suite ``adversarial``, keys ``attack/...``)."""
+    return suite in ("adversarial", "attack") or key.startswith("attack/")
 
 
 def _label(key: str) -> str:
@@ -376,7 +380,7 @@ def _shift_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if v is not None and math.isfinite(v):
             ymax = max(ymax, v)
     devices = [r for r in rows if r["suite"] == "device"]
-    attacks = [r for r in rows if r["suite"] == "attack"]
+    attacks = [r for r in rows if _is_attack(r["key"], r["suite"])]
     return {
         "clean_ece": clean_ece,
         "ymax": min(1.0, max(0.05, ymax * 1.15)),
