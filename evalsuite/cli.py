@@ -21,7 +21,7 @@ from evalsuite.errors import EvalsuiteError, UsageError
 
 PROG = "evalsuite"
 # Sub-commands that live with their feature; each module exposes register(subparsers).
-PLUGIN_COMMANDS: tuple[str, ...] = ("evalsuite.calibration.cli", "training.cli")
+PLUGIN_COMMANDS: tuple[str, ...] = ("evalsuite.corruptions.cli", "evalsuite.calibration.cli", "training.cli")
 LISTABLE = {
     "suites": "evalsuite.suites:list_entries",
     "data": "evalsuite.data:list_entries",
@@ -31,6 +31,7 @@ LISTABLE = {
     "calibration": "evalsuite.calibration:list_entries",
     "slices": "evalsuite.slices:list_entries",
     "attacks": "evalsuite.attacks:list_entries",
+    "corruptions": "evalsuite.corruptions:list_entries",
     "devices": "evalsuite.devices:list_entries",
     "device-operations": "evalsuite.devices:list_operations",
 }

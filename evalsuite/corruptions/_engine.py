@@ -1,0 +1,195 @@
+"""The batched corruption engine: specs, input checks, seeding, chunking and quantisation.
+
+A corruption is a :class:`CorruptionSpec`: ``draw(x, severity, rand)`` samples its random
+parameters from per-sample streams (:mod:`evalsuite.corruptions._random`) and
+``apply(x, severity, draws)`` is deterministic given them (torchvision's
+``make_params``/``transform`` split). :func:`corrupt` validates the input, seeds every sample
+from ``(seed, "corruption/<name>/<severity>", sample id)``, works through the batch in chunks
+and rounds the result down to the 8-bit grid exactly as the reference's ``np.uint8`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from evalsuite.corruptions import blur, digital, noise, weather
+from evalsuite.corruptions._ops import quantize_floor
+from evalsuite.corruptions._random import SampleRandom
+from evalsuite.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+# Reference minimum: imagecorruptions.corrupt refuses images under 32 x 32. All parameters are
+# ImageNet's (224 px); below 32 px several corruptions cover the whole image.
+MIN_SIZE = 32
+# Pixels per chunk: bounds peak memory (FFT buffers, zoom layers) and keeps the CPU working set
+# in cache; results never depend on it (every sample has its own random stream).
+_CHUNK_PIXELS = {"cpu": 8 * 224 * 224, "cuda": 512 * 224 * 224}
+
+
+@dataclass(frozen=True)
+class CorruptionSpec:
+    """One corruption: its family, whether it is one of the 15 benchmark corruptions, and its code."""
+
+    name: str
+    family: str
+    benchmark: bool
+    description: str
+    apply: Callable[[torch.Tensor, int, dict], torch.Tensor]
+    draw: Callable[[torch.Tensor, int, SampleRandom], dict] | None = None
+    min_size: int = MIN_SIZE
+    on_grid: bool = False  # apply's output is already k / 255 (codec or Pillow resampling)
+
+    @property
+    def random(self) -> bool:
+        return self.draw is not None
+
+    def key(self, severity: int) -> str:
+        return f"corruption/{self.name}/{severity}"
+
+    def run(self, x: torch.Tensor, severity: int, rand: SampleRandom) -> torch.Tensor:
+        """Corrupt a validated float32 NCHW batch with the given random streams."""
+        draws = self.draw(x, severity, rand) if self.draw is not None else {}
+        return self.apply_draws(x, severity, draws)
+
+    def apply_draws(self, x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+        """Deterministic part plus the reference's final ``np.uint8`` truncation."""
+        out = self.apply(x, severity, draws)
+        if self.on_grid:
+            return out
+        if out.dtype != torch.float32 or not out.is_contiguous():
+            out = out.to(torch.float32).contiguous()
+        if out.data_ptr() == x.data_ptr():
+            out = out.clone()
+        return quantize_floor(out)
+
+
+def _spec(name: str, family: str, benchmark: bool, description: str, module, random: bool) -> CorruptionSpec:
+    return CorruptionSpec(
+        name=name,
+        family=family,
+        benchmark=benchmark,
+        description=description,
+        apply=getattr(module, f"apply_{name}"),
+        draw=getattr(module, f"draw_{name}") if random else None,
+        on_grid=name in ("pixelate", "jpeg_compression"),
+    )
+
+
+SPECS: dict[str, CorruptionSpec] = {
+    s.name: s
+    for s in (
+        _spec("gaussian_noise", "noise", True, "additive Gaussian noise", noise, True),
+        _spec("shot_noise", "noise", True, "Poisson (photon) noise", noise, True),
+        _spec("impulse_noise", "noise", True, "salt-and-pepper noise", noise, True),
+        _spec("defocus_blur", "blur", True, "out-of-focus disk blur", blur, False),
+        _spec("glass_blur", "blur", True, "frosted-glass blur: blur, local pixel shuffle, blur", blur, True),
+        _spec("motion_blur", "blur", True, "linear motion blur at a random angle", blur, True),
+        _spec("zoom_blur", "blur", True, "radial blur from zooming towards the centre", blur, False),
+        _spec("snow", "weather", True, "falling snow layer and whitened scene", weather, True),
+        _spec("frost", "weather", True, "frost texture overlaid on the lens", weather, True),
+        _spec("fog", "weather", True, "diamond-square fog", weather, True),
+        _spec("brightness", "weather", True, "brighter scene (HSV value up)", digital, False),
+        _spec("contrast", "digital", True, "reduced contrast", digital, False),
+        _spec("elastic_transform", "digital", True, "smooth random elastic warp", digital, True),
+        _spec("pixelate", "digital", True, "box downsample and nearest upsample", digital, False),
+        _spec("jpeg_compression", "digital", True, "JPEG compression artefacts", digital, False),
+        _spec("speckle_noise", "noise", False, "multiplicative Gaussian noise (held out)", noise, True),
+        _spec("gaussian_blur", "blur", False, "Gaussian blur (held out)", blur, False),
+        _spec("spatter", "weather", False, "water or mud spatter (held out)", weather, True),
+        _spec("saturate", "digital", False, "saturation change in HSV (held out)", digital, False),
+    )
+}
+
+# Module attributes for the lazy registry entries ("evalsuite.corruptions._engine:SPECS_fog").
+globals().update({f"SPECS_{_n}": _s for _n, _s in SPECS.items()})
+
+
+def get_spec(name: str) -> CorruptionSpec:
+    from evalsuite.corruptions import CORRUPTIONS
+
+    return CORRUPTIONS.get(name)
+
+
+def check_severity(severity: object) -> int:
+    """Severity as an int in 1..5, or a UsageError."""
+    if isinstance(severity, bool) or not isinstance(severity, int | float) or int(severity) != severity:
+        raise UsageError(f"severity must be an integer from 1 to 5, got {severity!r}")
+    if not 1 <= int(severity) <= 5:
+        raise UsageError(f"severity must be from 1 to 5, got {int(severity)}")
+    return int(severity)
+
+
+def check_images(images: object, spec: CorruptionSpec) -> tuple[torch.Tensor, bool]:
+    """(float32 N x 3 x H x W view of ``images``, whether a single CHW image was given)."""
+    if not isinstance(images, torch.Tensor):
+        raise UsageError(f"corrupt() takes a torch tensor (float, N x 3 x H x W in [0, 1]), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise UsageError(
+            f"corrupt() takes float images in [0, 1], got dtype {images.dtype}; convert with x.float() / 255"
+        )
+    single = images.ndim == 3
+    x = images.unsqueeze(0) if single else images
+    if x.ndim != 4:
+        raise UsageError(f"corrupt() takes N x 3 x H x W or 3 x H x W images, got shape {tuple(images.shape)}")
+    c, h, w = x.shape[1:]
+    if c != 3:
+        kind = {1: "grayscale", 4: "RGBA"}.get(c, f"{c}-channel")
+        raise UsageError(
+            f"corrupt() takes RGB images (3 channels), got {kind} input of shape {tuple(images.shape)}; "
+            "convert explicitly (grayscale: x.expand(-1, 3, -1, -1); RGBA: drop or composite the alpha channel)"
+        )
+    if h < spec.min_size or w < spec.min_size:
+        raise UsageError(
+            f"{spec.name} needs images of at least {spec.min_size} x {spec.min_size} pixels "
+            f"(the reference's minimum), got {h} x {w}"
+        )
+    if x.numel():
+        lo_t, hi_t = torch.aminmax(x)
+        lo, hi = float(lo_t), float(hi_t)
+        if lo < -1e-6 or hi > 1 + 1e-6 or lo != lo or hi != hi:
+            raise UsageError(
+                f"corrupt() takes images with values in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+                + ("; divide 0-255 data by 255" if hi > 1.5 else "")
+            )
+    return x.to(torch.float32), single
+
+
+def corrupt(
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    *,
+    seed: int = 0,
+    ids: Sequence[object] | None = None,
+) -> torch.Tensor:
+    """See :func:`evalsuite.corruptions.corrupt`."""
+    spec = get_spec(name)
+    severity = check_severity(severity)
+    x, single = check_images(images, spec)
+    n = x.shape[0]
+    if ids is None:
+        ids = [str(i) for i in range(n)]
+    else:
+        ids = [str(i) for i in ids]
+        if len(ids) != n:
+            raise UsageError(f"corrupt() got {len(ids)} ids for {n} images")
+    from evalsuite.seeding import sample_seeds
+
+    seeds = sample_seeds(seed, spec.key(severity), ids).tolist() if n else []
+    h, w = x.shape[-2:]
+    budget = _CHUNK_PIXELS["cuda" if x.device.type == "cuda" else "cpu"]
+    chunk = max(1, budget // max(1, h * w))
+    if n <= chunk:
+        out = spec.run(x, severity, SampleRandom(seeds, x.device)) if n else x.clone()
+    else:
+        out = torch.empty_like(x)
+        for start in range(0, n, chunk):
+            rand = SampleRandom(seeds[start : start + chunk], x.device)
+            out[start : start + chunk] = spec.run(x[start : start + chunk], severity, rand)
+    out = out.to(images.dtype)
+    return out[0] if single else out
