@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import UsageError
+from evalsuite.errors import EvalsuiteError, UsageError
 from evalsuite.registry import did_you_mean
 
 PRESET_PACKAGE = "evalsuite.presets"
@@ -77,23 +77,29 @@ class RunConfig:
         return asdict(self)
 
 
-def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; one-line errors for every failure."""
+def read_yaml(path: str | Path, what: str, error: type[EvalsuiteError] = UsageError) -> Any:
+    """Parse a YAML file; every failure is a one-line ``error`` naming ``what`` and the path."""
     import yaml
 
     p = Path(path)
     if not p.exists():
-        raise UsageError(f"{what} not found: {p}")
+        raise error(f"{what} not found: {p}")
     if not p.is_file():
-        raise UsageError(f"{what} is not a file: {p}")
+        raise error(f"{what} is not a file: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"{what} {p} is not valid YAML{where}") from None
+        raise error(f"{what} {p} is not valid YAML{where}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"{what} {p} is not a UTF-8 text file") from None
+        raise error(f"{what} {p} is not a UTF-8 text file") from None
+
+
+def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; one-line errors for every failure."""
+    data = read_yaml(path, what)
+    p = Path(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -148,23 +148,12 @@ def load_policy(path: str | Path | None) -> tuple[list[Gate], str]:
     """Gates from a policy YAML, or the shipped default policy when ``path`` is None."""
     import yaml
 
+    from evalsuite.config import read_yaml
+
     if path is None:
         text = resources.files("evalsuite.presets").joinpath("policy-default.yaml").read_text(encoding="utf-8")
         return parse_policy(yaml.safe_load(text), "default"), "default (built in)"
-    p = Path(path)
-    if not p.exists():
-        raise PolicyError(f"policy file not found: {p}")
-    if not p.is_file():
-        raise PolicyError(f"policy is not a file: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise PolicyError(f"policy {p} is not valid YAML{where}") from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"policy {p} is not a UTF-8 text file") from None
-    return parse_policy(data, str(p)), str(p)
+    return parse_policy(read_yaml(path, "policy file", PolicyError), str(path)), str(path)
 
 
 def builtin_gates(results: dict[str, Any]) -> list[Gate]:

@@ -144,6 +144,14 @@ def _split_output(out: Any) -> tuple[Any, dict[str, np.ndarray]]:
     return out, {}
 
 
+def condition_positions(condition: Condition, source: ImageSource) -> np.ndarray:
+    """Dataset positions a condition covers: its ``indices`` (if any) among the readable images."""
+    subset = getattr(condition, "indices", None)
+    if subset is None:
+        return source.valid
+    return np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
+
+
 def run_condition(
     condition: Condition,
     *,
@@ -159,8 +167,7 @@ def run_condition(
     """Predictions of ``model`` on ``condition`` over the condition's sample positions."""
     import torch
 
-    subset = getattr(condition, "indices", None)
-    positions = source.valid if subset is None else np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
+    positions = condition_positions(condition, source)
     labels_t_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
     def produce(idx: np.ndarray, images: np.ndarray) -> _Produced:
@@ -266,8 +273,7 @@ def run_conditions(
     """Run (or, with ``resume``, reload) every condition, saving each as it completes."""
     done: dict[str, ConditionRun] = {}
     for condition in progress(conditions, total=len(conditions), desc="conditions", unit="cond"):
-        subset = getattr(condition, "indices", None)
-        positions = source.valid if subset is None else np.intersect1d(np.asarray(subset, dtype=np.int64), source.valid)
+        positions = condition_positions(condition, source)
         if resume:
             cached = store.load(condition.key, dict(condition.params), positions)
             if cached is not None:
