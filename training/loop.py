@@ -303,7 +303,7 @@ class Trainer:
         if mode == "never":
             log.warning("resume=never: ignoring and overwriting %s", path)
             return None
-        state = torch.load(str(path), map_location=self.device, weights_only=False)
+        state = torch.load(str(path), map_location=self.device, weights_only=True)
         if state.get("recipe_hash") != self.recipe.training_hash():
             raise UsageError(
                 f"{self.out} holds a run of a different recipe (hash {state.get('recipe_hash')} != "
