@@ -58,6 +58,9 @@ def _index_tensor(n: int, before: int, after: int, mode: str, device: str) -> to
 
 def _pad_dim(x: torch.Tensor, dim: int, before: int, after: int, mode: str) -> torch.Tensor:
     n = x.shape[dim]
+    if x.ndim == 4 and x.is_floating_point() and (mode == "nearest" or (mode == "mirror" and max(before, after) < n)):
+        widths = (before, after, 0, 0) if dim % 4 == 3 else (0, 0, before, after)
+        return F.pad(x, widths, mode="replicate" if mode == "nearest" else "reflect")
     if before <= n and after <= n and n > 1 and mode in ("nearest", "reflect", "mirror"):
         # the common case with cheap slices instead of a gather
         parts = []
@@ -215,11 +218,11 @@ def fft_correlate2d(
     spec = torch.fft.rfft2(xp)
     k = kernel.to(x.dtype)
     if k.ndim == 3:
-        kspec = torch.stack([torch.fft.rfft2(k[i], s=(sh, sw)) for i in range(k.shape[0])]).unsqueeze(1).conj()
+        kspec = torch.stack([torch.fft.rfft2(k[i], s=(sh, sw)) for i in range(k.shape[0])]).unsqueeze(1).conj().resolve_conj()
     else:
         key = ("kspec", k.data_ptr(), tuple(k.shape), sh, sw, str(k.device), k.dtype)
-        kspec = cached(key, lambda: torch.fft.rfft2(k, s=(sh, sw)).conj(), _spectra) if kernel_cacheable(kernel) else (
-            torch.fft.rfft2(k, s=(sh, sw)).conj()
+        kspec = cached(key, lambda: torch.fft.rfft2(k, s=(sh, sw)).conj().resolve_conj(), _spectra) if kernel_cacheable(kernel) else (
+            torch.fft.rfft2(k, s=(sh, sw)).conj().resolve_conj()
         )
     out = torch.fft.irfft2(spec.mul_(kspec), s=(sh, sw))
     return out[..., :h, :w]

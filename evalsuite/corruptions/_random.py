@@ -96,7 +96,7 @@ class SampleRandom:
         return out
 
     def randbits(self, bits: int, shape: Sequence[int]) -> torch.Tensor:
-        """Uniform integers in ``[0, 2**bits)`` per sample (int64), ``32 // bits`` of them per 32-bit draw."""
+        """Uniform integers in ``[0, 2**bits)`` per sample (int8), ``32 // bits`` of them per 32-bit draw."""
         per = 32 // bits
         count = 1
         for s in shape:
@@ -105,8 +105,8 @@ class SampleRandom:
         packed = torch.empty((len(self), words), device=self.device, dtype=torch.int64)
         for i, g in enumerate(self.field):
             packed[i].random_(0, 2**32, generator=g)
-        shifts = torch.arange(per, device=self.device, dtype=torch.int64) * bits
-        vals = (packed.unsqueeze(-1) >> shifts).bitwise_and_((1 << bits) - 1)
+        shifts = torch.arange(per, device=self.device, dtype=torch.int32) * bits
+        vals = (packed.to(torch.int32).unsqueeze(-1) >> shifts).bitwise_and_((1 << bits) - 1).to(torch.int8)
         return vals.view(len(self), words * per)[:, :count].reshape(len(self), *shape)
 
     def randint(self, low: int, high: int, shape: Sequence[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:

@@ -225,7 +225,7 @@ def draw_glass_blur(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
     rows, cols, iters = glass_region(severity, *x.shape[-2:])
     shape = (iters, rows, cols, 2)
     if delta & (delta - 1) == 0:  # 2 * delta values: a power of two, take packed random bits
-        return {"offsets": (rand.randbits((2 * delta).bit_length() - 1, shape) - delta).to(torch.int8)}
+        return {"offsets": rand.randbits((2 * delta).bit_length() - 1, shape).sub_(delta)}
     return {"offsets": rand.randint(-delta, delta, shape, dtype=torch.int8)}
 
 
