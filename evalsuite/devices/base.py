@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-class DeviceOp:
+class DeviceOp(ABC):
     """Base class of device operations. See the module docstring for the contract.
 
     Construct with keyword parameters (validated); ``at_severity(s)`` gives the ladder's
@@ -165,7 +166,7 @@ class DeviceOp:
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _validate(self) -> None:
+    def _validate(self) -> None:  # noqa: B027 - optional hook
         """Cross-parameter checks; raise :class:`InvalidParameter`."""
 
     def __getattr__(self, item: str) -> Any:
@@ -209,19 +210,19 @@ class DeviceOp:
         of the sample comes from it. ``shape`` is the image ``(H, W)``. The default draws nothing."""
         return {}
 
+    @abstractmethod
     def apply_numpy(self, img: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
         """One ``H x W x 3`` float32 image in ``domain``; returns a new C-contiguous array in [0, 1].
         ``img`` may be a view of the caller's data and must not be written to."""
-        raise NotImplementedError
 
     def apply_numpy_into(self, img: np.ndarray, p: Mapping[str, Any], out: np.ndarray) -> None:
         """:meth:`apply_numpy` writing into ``out`` (the chain's output slot when this is its last
         step); cheap operations override it to save a copy."""
         out[...] = self.apply_numpy(img, p)
 
+    @abstractmethod
     def apply_torch(self, x: Any, ps: Sequence[Mapping[str, Any]]) -> Any:
         """The batch ``N x 3 x H x W`` (float32, in ``domain``) on its device; ``ps`` per sample."""
-        raise NotImplementedError
 
     def __call__(
         self,
