@@ -43,6 +43,7 @@ class CorruptionSpec:
     draw: Callable[[torch.Tensor, int, SampleRandom], dict] | None = None
     min_size: int = MIN_SIZE
     on_grid: bool = False  # apply's output is already k / 255 (codec or Pillow resampling)
+    per_image_cpu: bool = False  # CPU batches run image by image (numba/codec): no chunking needed
 
     @property
     def random(self) -> bool:
@@ -77,6 +78,7 @@ def _spec(name: str, family: str, benchmark: bool, description: str, module, ran
         apply=getattr(module, f"apply_{name}"),
         draw=getattr(module, f"draw_{name}") if random else None,
         on_grid=name in ("pixelate", "jpeg_compression"),
+        per_image_cpu=name in ("zoom_blur", "pixelate", "jpeg_compression"),
     )
 
 
@@ -184,6 +186,8 @@ def corrupt(
     h, w = x.shape[-2:]
     budget = _CHUNK_PIXELS["cuda" if x.device.type == "cuda" else "cpu"]
     chunk = max(1, budget // max(1, h * w))
+    if spec.per_image_cpu and x.device.type == "cpu":
+        chunk = max(chunk, n)  # kernels stream image by image: chunks would only add a copy
     if n <= chunk:
         out = spec.run(x, severity, SampleRandom(seeds, x.device)) if n else x.clone()
     else:

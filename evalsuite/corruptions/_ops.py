@@ -171,11 +171,41 @@ def gaussian_filter(
     ``truncate=4``); per-channel filtering (``channel_axis``) is the batch dimension here.
     """
     sh, sw = (sigma, sigma) if not isinstance(sigma, tuple) else sigma
+    if x.ndim >= 3 and x.dtype == torch.float32:
+        out = _gaussian_filter_numba(x, sh, sw, mode, truncate)
+        if out is not None:
+            return out
     if sh > 1e-15:
         x = correlate1d(x, gaussian_weights(sh, truncate), -2, mode)
     if sw > 1e-15:
         x = correlate1d(x, gaussian_weights(sw, truncate), -1, mode)
     return x
+
+
+def _gaussian_filter_numba(x: torch.Tensor, sh: float, sw: float, mode: str, truncate: float) -> torch.Tensor | None:
+    """:func:`gaussian_filter` by the numba kernel on the CPU (in cache, float64 sums as SciPy),
+    planes split over the thread pool; None where the torch code is used instead (CUDA, small
+    batches before the first compile, long kernels where the banded GEMM wins)."""
+    from evalsuite.corruptions import _numba
+
+    if not _numba.worth_compiling("separable", x):
+        return None
+    h, w = x.shape[-2:]
+    wy = gaussian_weights(sh, truncate) if sh > 1e-15 else np.ones(1)
+    wx = gaussian_weights(sw, truncate) if sw > 1e-15 else np.ones(1)
+    if max(len(wy), len(wx)) >= _MATMUL_MIN_TAPS:
+        return None
+    ey = extend_index(h, len(wy) // 2, len(wy) // 2, mode)
+    ex = extend_index(w, len(wx) // 2, len(wx) // 2, mode)
+    planes = x.detach().reshape(-1, h, w).numpy()
+    out = np.empty(planes.shape, dtype=np.float32)
+    fn = _numba.kernel("separable")
+    from evalsuite.parallel import parallel_for, worker_count
+
+    parts = worker_count(planes.shape[0])
+    bounds = np.linspace(0, planes.shape[0], parts + 1).round().astype(int)
+    parallel_for(lambda i: fn(planes[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]], wy, ey, wx, ex), parts)
+    return torch.from_numpy(out).view(x.shape)
 
 
 def next_fast_len(n: int) -> int:

@@ -10,6 +10,9 @@ sample is corrupted identically whatever batch or shard it arrives in. Two strea
   liquid fields, glass-blur offsets). CPU and CUDA generators are different algorithms, so
   the *fields* of a CUDA run differ from a CPU run (each is reproducible on its own kind of
   device); the distributions are the same.
+
+On the CPU the per-sample fields are filled in parallel on the shared thread pool (each
+sample has its own generator, so the result does not depend on the order or the threads).
 """
 
 from __future__ import annotations
@@ -20,6 +23,19 @@ import numpy as np
 import torch
 
 _MASK63 = (1 << 63) - 1
+
+
+def _fill_each(out: torch.Tensor, gens: Sequence[torch.Generator], fill) -> torch.Tensor:
+    """``fill(out[i], gens[i])`` for every sample: on the thread pool for CPU tensors (torch's
+    generator kernels are serial and release the GIL), in order on other devices."""
+    if out.device.type == "cpu" and len(gens) > 1:
+        from evalsuite.parallel import parallel_for
+
+        parallel_for(lambda i: fill(out[i], gens[i]), len(gens))
+    else:
+        for i, g in enumerate(gens):
+            fill(out[i], g)
+    return out
 
 
 def _mix(seed: int) -> int:
@@ -77,23 +93,17 @@ class SampleRandom:
     # -- pixel fields (device stream) ---------------------------------------------------------
     def normal(self, shape: Sequence[int], mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
         out = torch.empty((len(self), *shape), device=self.device, dtype=torch.float32)
-        for i, g in enumerate(self.field):
-            out[i].normal_(mean, std, generator=g)
-        return out
+        return _fill_each(out, self.field, lambda o, g: o.normal_(mean, std, generator=g))
 
     def uniform(self, shape: Sequence[int]) -> torch.Tensor:
         """Uniform [0, 1) float32 field per sample."""
         out = torch.empty((len(self), *shape), device=self.device, dtype=torch.float32)
-        for i, g in enumerate(self.field):
-            out[i].uniform_(0.0, 1.0, generator=g)
-        return out
+        return _fill_each(out, self.field, lambda o, g: o.uniform_(0.0, 1.0, generator=g))
 
     def uniform64(self, shape: Sequence[int]) -> torch.Tensor:
         """Uniform [0, 1) float64 field per sample (for values later scaled by large constants)."""
         out = torch.empty((len(self), *shape), device=self.device, dtype=torch.float64)
-        for i, g in enumerate(self.field):
-            out[i].uniform_(0.0, 1.0, generator=g)
-        return out
+        return _fill_each(out, self.field, lambda o, g: o.uniform_(0.0, 1.0, generator=g))
 
     def randbits(self, bits: int, shape: Sequence[int]) -> torch.Tensor:
         """Uniform integers in ``[0, 2**bits)`` per sample (int8), ``32 // bits`` of them per 32-bit draw."""
@@ -103,8 +113,7 @@ class SampleRandom:
             count *= int(s)
         words = -(-count // per)
         packed = torch.empty((len(self), words), device=self.device, dtype=torch.int64)
-        for i, g in enumerate(self.field):
-            packed[i].random_(0, 2**32, generator=g)
+        _fill_each(packed, self.field, lambda o, g: o.random_(0, 2**32, generator=g))
         shifts = torch.arange(per, device=self.device, dtype=torch.int32) * bits
         vals = (packed.to(torch.int32).unsqueeze(-1) >> shifts).bitwise_and_((1 << bits) - 1).to(torch.int8)
         return vals.view(len(self), words * per)[:, :count].reshape(len(self), *shape)
@@ -112,6 +121,4 @@ class SampleRandom:
     def randint(self, low: int, high: int, shape: Sequence[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:
         """Integers in [low, high) per sample."""
         out = torch.empty((len(self), *shape), device=self.device, dtype=dtype)
-        for i, g in enumerate(self.field):
-            out[i].random_(low, high, generator=g)
-        return out
+        return _fill_each(out, self.field, lambda o, g: o.random_(low, high, generator=g))

@@ -195,10 +195,16 @@ def apply_motion_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tens
 def apply_zoom_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """Mean of the image and its centre zooms (``clipped_zoom``) by the reference factors.
 
-    Runs in channels-last layout, where PyTorch's bilinear resize is fastest on the CPU.
+    On the CPU a numba kernel does it image by image (several times faster than torch's
+    resize; float64 interpolation like SciPy's); elsewhere the layers are torch bilinear
+    resizes in channels-last layout.
     """
+    from evalsuite.corruptions import _numba
+
     h, w = x.shape[-2:]
     factors = zoom_factors(severity)
+    if _numba.worth_compiling("zoom_blur", x):  # CPU: one pass per layer in cache, float64 like SciPy
+        return _numba.per_image("zoom_blur", x, _numba.zoom_layers(h, w, factors))
     xc = x.contiguous(memory_format=torch.channels_last)
     out = torch.zeros_like(xc)
     for z in factors:
@@ -347,7 +353,15 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
         shuffle = "numba" if q.device.type == "cpu" and (q.shape[0] >= 4 or _numba_kernel) else "parallel"
     kernel = _numba_shuffle() if shuffle == "numba" else None
     if kernel is not None and offsets.shape[2] and offsets.shape[3]:
-        q = torch.from_numpy(kernel(q.contiguous().numpy(), np.ascontiguousarray(offsets.cpu().numpy()), delta))
+        from evalsuite.parallel import parallel_for, worker_count
+
+        qn = q.contiguous().numpy()
+        offs = np.ascontiguousarray(offsets.cpu().numpy())
+        parts = worker_count(qn.shape[0])
+        bounds = np.linspace(0, qn.shape[0], parts + 1).round().astype(int)
+        # images are independent: slices of the batch run in parallel (the kernel releases the GIL)
+        parallel_for(lambda i: kernel(qn[bounds[i] : bounds[i + 1]], offs[bounds[i] : bounds[i + 1]], delta), parts)
+        q = torch.from_numpy(qn)
     else:
         q = glass_shuffle(q, offsets.to(x.device), delta)
     return gaussian_filter(q.contiguous(), sigma, mode="nearest")

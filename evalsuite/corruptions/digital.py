@@ -7,7 +7,6 @@ libjpeg codec (see :func:`apply_jpeg_compression`).
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 import numpy as np
@@ -197,9 +196,15 @@ def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     runs the horizontal pass first, except for images more than twice as tall as wide, where
     Pillow 13 runs the vertical pass first (found by testing; ``test_pixelate_bit_exact_with_pillow``
     checks it against the installed Pillow). Passes run along rows (transposing in between),
-    where gathers copy contiguous memory. The result is exactly on the 8-bit grid.
+    where gathers copy contiguous memory. The result is exactly on the 8-bit grid. On the CPU
+    a numba kernel runs the same float32 operations image by image (bit-identical, faster).
     """
+    from evalsuite.corruptions import _numba
+
     n, ch, h, w = x.shape
+    if _numba.worth_compiling("pixelate", x):  # CPU: the same float32 operations, image by image in cache
+        ix, rx, iy, ry, nx, ny = (t.numpy() for t in _pixelate_tables(h, w, severity, "cpu"))
+        return _numba.per_image("pixelate", x, ix, rx, iy, ry, nx, ny, h > 2 * w)
     ix, rx, iy, ry, nx, ny = _pixelate_tables(h, w, severity, str(x.device))
     v = torch.round(x * 255.0)
     if h > 2 * w:
@@ -242,31 +247,20 @@ def jpeg_roundtrip_pil(img: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _codec_pool():
-    """Two worker threads for libjpeg (torchvision's codec releases the GIL); created on first use."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="evalsuite-jpeg")
-        return _pool
-
-
 def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: str | None = None) -> torch.Tensor:
     """Encode and decode with libjpeg at the reference quality (4:2:0 chroma, islow DCT).
 
-    ``codec``: ``"libjpeg"`` (torchvision's CPU libjpeg-turbo: bit-identical to the
-    reference's Pillow in the tests, faster, and run on two threads as it releases the GIL),
+    ``codec``: ``"libjpeg"`` (libjpeg-turbo on the CPU: bit-identical to the reference's
+    Pillow in the tests and faster; with numba, OpenCV's build runs per image on the shared
+    thread pool with numba kernels for the 8-bit conversions, else torchvision's),
     ``"pil"`` (Pillow, the reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec
     for CUDA tensors; see docs/corruptions.md for how it differs). Default: nvjpeg for CUDA
     tensors when torchvision has it, else libjpeg, else Pillow. The result is exactly on the
     8-bit grid.
     """
+    from evalsuite.corruptions import _numba
+    from evalsuite.parallel import parallel_for
+
     q = JPEG_QUALITY[severity - 1]
     ops = _jpeg_ops()
     if codec is None:
@@ -277,6 +271,26 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
         else:
             codec = "pil"
     n, _, h, w = x.shape
+    if codec == "libjpeg" and _numba.worth_compiling("to_u8_hwc", x):
+        # CPU: 8-bit conversion, encode, decode and conversion back per image on the shared
+        # pool. OpenCV's libjpeg-turbo (same settings, bit-identical output in the tests)
+        # releases the GIL, torchvision's does not.
+        import cv2
+
+        src = x.detach().numpy()
+        out_np = np.empty(src.shape, dtype=np.float32)
+        to_u8, from_u8 = _numba.kernel("to_u8_hwc"), _numba.kernel("from_u8_hwc")
+        params = [cv2.IMWRITE_JPEG_QUALITY, q]
+
+        def roundtrip(i: int) -> None:
+            bgr = to_u8(src[i], np.empty((h, w, 3), dtype=np.uint8), True)
+            ok, buf = cv2.imencode(".jpg", bgr, params)
+            if not ok:  # pragma: no cover - libjpeg cannot fail on a valid 8-bit image
+                raise RuntimeError("OpenCV failed to encode a JPEG")
+            from_u8(cv2.imdecode(buf, cv2.IMREAD_COLOR), out_np[i], True)
+
+        parallel_for(roundtrip, n)
+        return torch.from_numpy(out_np)
     # 8-bit levels in channels-last memory: every image is then a free HWC view for the codecs
     levels = torch.empty((n, h, w, 3), device=x.device, dtype=x.dtype)
     levels.copy_(x.permute(0, 2, 3, 1)).mul_(255.0).round_().clamp_(0, 255)
@@ -293,7 +307,12 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
             # decode_jpeg returns a CHW view of an HWC buffer, kept HWC here
             return ops.decode_jpeg(ops.encode_jpeg(hwc[i].permute(2, 0, 1), q), 3, False).permute(1, 2, 0)
 
-        dec = list(_codec_pool().map(one, range(n))) if n >= 4 else [one(i) for i in range(n)]
+        dec = [None] * n
+
+        def store(i: int) -> None:
+            dec[i] = one(i)
+
+        parallel_for(store, n)
         stacked = torch.stack(dec)
     else:
         stacked = torch.from_numpy(np.stack([jpeg_roundtrip_pil(np.array(im), q) for im in hwc.numpy()]))

@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from evalsuite.errors import UsageError
+from evalsuite.parallel import parallel_for
 from evalsuite.registry import did_you_mean
 
 log = logging.getLogger(__name__)
@@ -248,49 +246,6 @@ def _fmt_value(v: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- execution
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="evalsuite-devices")
-        return _POOL
-
-
-def worker_count(n: int) -> int:
-    """How many threads to use for ``n`` images: ``torch.get_num_threads()``, at most ``n``."""
-    import torch
-
-    return max(1, min(int(n), int(torch.get_num_threads()), os.cpu_count() or 1))
-
-
-def parallel_for(fn: Callable[[int], None], n: int, workers: int | None = None) -> None:
-    """Run ``fn(i)`` for ``i in range(n)`` in contiguous chunks on the shared thread pool.
-
-    OpenCV, NumPy, Pillow and torch release the GIL in their kernels, so images run in
-    parallel. Exceptions propagate. With one worker everything runs inline.
-    """
-    workers = worker_count(n) if workers is None else max(1, min(int(workers), n))
-    if n <= 0:
-        return
-    if workers == 1:
-        for i in range(n):
-            fn(i)
-        return
-    bounds = np.linspace(0, n, workers + 1).round().astype(int)
-
-    def run(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            fn(i)
-
-    futures = [_pool().submit(run, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-    for f in futures:
-        f.result()
 
 
 def numpy_per_image(op: DeviceOp, x: Any, ps: Sequence[Mapping[str, Any]]) -> Any:

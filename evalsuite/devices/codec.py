@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.devices.base import DeviceOp, InvalidParameter, Param, parallel_for
+from evalsuite.devices.base import DeviceOp, InvalidParameter, Param
+from evalsuite.parallel import parallel_for
 
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 

@@ -1,0 +1,333 @@
+"""Per-image CPU kernels compiled with numba, for corruptions where torch's CPU kernels are slow.
+
+Each kernel works on one ``3 x H x W`` float32 image (any strides), releases the GIL and is
+run over a batch on the shared thread pool (:mod:`evalsuite.parallel`), so images stay in
+cache and both cores work. The torch implementations beside them remain the CUDA path and the
+fallback without numba; tests check each kernel against its torch twin and the reference.
+
+Kernels are compiled on first use (about a second each) and only for batches worth it
+(:func:`worth_compiling`), so a thumbnail never pays for a compile.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from evalsuite.parallel import parallel_for
+
+_lock = threading.Lock()
+_kernels: dict[str, Any] = {}
+#: Below this many images a batch runs on the torch path unless the kernel is compiled already.
+MIN_BATCH_TO_COMPILE = 4
+
+
+def available() -> bool:
+    """Whether numba can be imported."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        return False
+    return True
+
+
+def worth_compiling(name: str, x: torch.Tensor) -> bool:
+    """Use kernel ``name`` for CPU batch ``x``: numba present and the batch large enough (or compiled)."""
+    if x.device.type != "cpu" or not available():
+        return False
+    return name in _kernels or x.shape[0] >= MIN_BATCH_TO_COMPILE
+
+
+def kernel(name: str) -> Callable[..., Any]:
+    """The compiled kernel ``name`` (compiled once per process, thread-safe)."""
+    with _lock:
+        fn = _kernels.get(name)
+        if fn is None:
+            fn = _BUILDERS[name]()
+            _kernels[name] = fn
+        return fn
+
+
+def per_image(name: str, x: torch.Tensor, *args: Any, fields: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """Run kernel ``name(src_chw, *field_chw, out_chw, *args)`` over every image of CPU float32
+    batch ``x``; ``fields`` are further per-image inputs (random fields) of the same batch size."""
+    fn = kernel(name)
+    src = x.detach().numpy()
+    extra = [f.detach().numpy() for f in fields]
+    out = np.empty(src.shape, dtype=np.float32)
+
+    def one(i: int) -> None:
+        fn(src[i], *[e[i] for e in extra], out[i], *args)
+
+    parallel_for(one, src.shape[0])
+    return torch.from_numpy(out)
+
+
+# -- zoom blur ------------------------------------------------------------------------------
+
+
+def zoom_layers(h: int, w: int, factors: np.ndarray) -> np.ndarray:
+    """Per zoom factor ``(top, left, crop_h, crop_w, out_h, out_w)`` of ``clipped_zoom`` (int64, L x 6)."""
+    rows = []
+    for z in factors:
+        ch0, ch1 = int(math.ceil(h / float(z))), int(math.ceil(w / float(z)))
+        rows.append(((h - ch0) // 2, (w - ch1) // 2, ch0, ch1, int(round(ch0 * z)), int(round(ch1 * z))))
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _build_zoom_blur() -> Callable[..., Any]:
+    from numba import njit
+
+    @njit(nogil=True, cache=False)
+    def zoom_blur(src, out, layers):  # pragma: no cover - compiled
+        # (src + sum of layers) / (L + 1): every layer is SciPy's order-1 zoom of a centre crop
+        # (corner-aligned coordinates, float64 weights and sums, float32 result) accumulated in
+        # float32 in the reference's order; separable, rows first.
+        c, h, w = src.shape
+        n_layers = layers.shape[0]
+        acc = np.empty((h, w), dtype=np.float32)
+        rows = np.empty((h, w), dtype=np.float64)
+        ix0 = np.empty(w, dtype=np.int64)
+        ix1 = np.empty(w, dtype=np.int64)
+        fx = np.empty(w, dtype=np.float64)
+        for ch in range(c):
+            acc[:, :] = 0.0
+            for k in range(n_layers):
+                top, left, ch0, ch1, oh, ow = layers[k, 0], layers[k, 1], layers[k, 2], layers[k, 3], layers[k, 4], layers[k, 5]
+                if oh == ch0 and ow == ch1:  # zoom 1: the crop itself
+                    for y in range(h):
+                        for x in range(w):
+                            acc[y, x] += src[ch, top + y, left + x]
+                    continue
+                sy = (ch0 - 1) / (oh - 1) if oh > 1 else 0.0
+                sx = (ch1 - 1) / (ow - 1) if ow > 1 else 0.0
+                for x in range(w):
+                    p = x * sx
+                    i = int(math.floor(p))
+                    ix0[x] = i
+                    ix1[x] = min(i + 1, ch1 - 1)
+                    fx[x] = p - i
+                for y in range(h):
+                    p = y * sy
+                    i = int(math.floor(p))
+                    f = p - i
+                    r0 = top + i
+                    r1 = top + min(i + 1, ch0 - 1)
+                    for x in range(ch1):
+                        a = np.float64(src[ch, r0, left + x])
+                        b = np.float64(src[ch, r1, left + x])
+                        rows[y, x] = (1.0 - f) * a + f * b
+                for y in range(h):
+                    for x in range(w):
+                        a = rows[y, ix0[x]]
+                        b = rows[y, ix1[x]]
+                        f = fx[x]
+                        acc[y, x] += np.float32((1.0 - f) * a + f * b)
+            denom = np.float32(n_layers + 1)
+            for y in range(h):
+                for x in range(w):
+                    out[ch, y, x] = (src[ch, y, x] + acc[y, x]) / denom
+        return out
+
+    return zoom_blur
+
+
+# -- separable filters ------------------------------------------------------------------------
+
+
+def _build_separable() -> Callable[..., Any]:
+    from numba import njit
+
+    @njit(nogil=True, cache=False)
+    def separable(src, out, wy, ey, wx, ex):  # pragma: no cover - compiled
+        # SciPy's correlate1d along rows then along columns of every H x W plane of ``src``
+        # (P x H x W): float64 sums of float32 samples, a float32 result after each pass, as
+        # SciPy writes float32 input. ``ey``/``ex`` map the extended axes to source indices
+        # (the boundary mode), ``wy``/``wx`` are the taps.
+        n_planes, h, w = src.shape
+        ky, kx = wy.shape[0], wx.shape[0]
+        acc = np.empty(w, dtype=np.float64)
+        tmp = np.empty((h, w), dtype=np.float32)
+        ext = np.empty(w + kx - 1, dtype=np.float64)
+        for p in range(n_planes):
+            for y in range(h):
+                acc[:] = 0.0
+                for t in range(ky):
+                    wt = wy[t]
+                    row = ey[y + t]
+                    for x in range(w):
+                        acc[x] += wt * src[p, row, x]
+                for x in range(w):
+                    tmp[y, x] = np.float32(acc[x])
+            for y in range(h):
+                for j in range(w + kx - 1):
+                    ext[j] = tmp[y, ex[j]]
+                acc[:] = 0.0
+                for t in range(kx):
+                    wt = wx[t]
+                    for x in range(w):
+                        acc[x] += wt * ext[x + t]
+                for x in range(w):
+                    out[p, y, x] = np.float32(acc[x])
+        return out
+
+    return separable
+
+
+# -- pixelate -------------------------------------------------------------------------------
+
+
+def _build_pixelate() -> Callable[..., Any]:
+    from numba import njit
+
+    @njit(nogil=True, cache=False)
+    def box_pass(v, taps, recip, out):  # pragma: no cover - compiled
+        # out[o, :] = floor(sum of v[taps[o, t], :] * recip[o] + 0.5); tap == len(v) is a zero row
+        n_in = v.shape[0]
+        m = v.shape[1]
+        for o in range(taps.shape[0]):
+            for x in range(m):
+                out[o, x] = 0.0
+            for t in range(taps.shape[1]):
+                j = taps[o, t]
+                if j < n_in:
+                    for x in range(m):
+                        out[o, x] += v[j, x]
+            r = recip[o]
+            for x in range(m):
+                out[o, x] = np.floor(out[o, x] * r + np.float32(0.5))
+
+    @njit(nogil=True, cache=False)
+    def pixelate(src, out, ix, rx, iy, ry, nx, ny, vertical_first):  # pragma: no cover - compiled
+        # Pillow's 8-bit BOX down-sampling (one rounding per pass) then NEAREST up-sampling,
+        # in exactly the float32 operations of the torch path (apply_pixelate).
+        c, h, w = src.shape
+        sw, sh = ix.shape[0], iy.shape[0]
+        lv = np.empty((h, w), dtype=np.float32)
+        lvt = np.empty((w, h), dtype=np.float32)
+        for ch in range(c):
+            for y in range(h):
+                for x in range(w):
+                    lv[y, x] = np.rint(src[ch, y, x] * np.float32(255.0))
+            if vertical_first:
+                a = np.empty((sh, w), dtype=np.float32)
+                box_pass(lv, iy, ry, a)
+                at = np.ascontiguousarray(a.T)
+                b = np.empty((sw, sh), dtype=np.float32)
+                box_pass(at, ix, rx, b)
+                small = np.ascontiguousarray(b.T)
+            else:
+                for y in range(h):
+                    for x in range(w):
+                        lvt[x, y] = lv[y, x]
+                a = np.empty((sw, h), dtype=np.float32)
+                box_pass(lvt, ix, rx, a)
+                at = np.ascontiguousarray(a.T)
+                small = np.empty((sh, sw), dtype=np.float32)
+                box_pass(at, iy, ry, small)
+            for y in range(h):
+                sy = ny[y]
+                for x in range(w):
+                    out[ch, y, x] = small[sy, nx[x]] / np.float32(255.0)
+        return out
+
+    return pixelate
+
+
+# -- shot noise ------------------------------------------------------------------------------
+
+
+def _build_poisson_table() -> Callable[..., Any]:
+    from numba import njit
+
+    magic = _ROUND_MAGIC
+
+    @njit(nogil=True, cache=False)
+    def poisson_table(src, u, out, cdf, guide, k_max, n_guide):  # pragma: no cover - compiled
+        # Inverse-CDF Poisson counts for rates level / 255 * c (see noise._poisson_from_table,
+        # whose float32 operations this repeats element by element): the guide table gives the
+        # count directly unless the uniform's bucket spans a CDF step.
+        c, h, w = src.shape
+        g_hi = np.float32(n_guide - 1)
+        for ch in range(c):
+            for y in range(h):
+                for x in range(w):
+                    level = int((min(max(src[ch, y, x] * np.float32(255.0), np.float32(0.0)), np.float32(255.0)) + magic) - magic)
+                    v = u[ch, y, x]
+                    g = level * (n_guide + 1) + int(min(v * np.float32(n_guide), g_hi))
+                    k = np.int64(guide[g])
+                    if k != guide[g + 1]:
+                        base = level * k_max
+                        while v > cdf[base + k]:
+                            k += 1
+                    out[ch, y, x] = np.float32(k)
+        return out
+
+    return poisson_table
+
+
+# -- 8-bit conversions around codecs ----------------------------------------------------------
+
+
+#: Adding and subtracting 1.5 * 2**23 rounds a float32 in [0, 2**22) to the nearest integer,
+#: ties to even: exactly ``rint`` under the default rounding mode, without a libm call.
+_ROUND_MAGIC = np.float32(12582912.0)
+#: ``level / 255`` in float32 for every 8-bit level (bit-identical to the division).
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
+def _build_to_u8_hwc() -> Callable[..., Any]:
+    from numba import njit
+
+    magic = _ROUND_MAGIC
+
+    @njit(nogil=True, cache=False)
+    def to_u8_hwc(src, out, reverse):  # pragma: no cover - compiled
+        # rint(clamp(v * 255, 0, 255)) of a 3 x H x W float image into an H x W x 3 uint8 image,
+        # channels reversed (BGR for OpenCV) when ``reverse`` (clamping first and rounding second
+        # equals rounding first for every float)
+        _, h, w = src.shape
+        lo = np.float32(0.0)
+        hi = np.float32(255.0)
+        for y in range(h):
+            for x in range(w):
+                for ch in range(3):
+                    v = min(max(src[ch, y, x] * hi, lo), hi)
+                    out[y, x, 2 - ch if reverse else ch] = np.uint8((v + magic) - magic)
+        return out
+
+    return to_u8_hwc
+
+
+def _build_from_u8_hwc() -> Callable[..., Any]:
+    from numba import njit
+
+    levels = _LEVELS
+
+    @njit(nogil=True, cache=False)
+    def from_u8_hwc(src, out, reverse):  # pragma: no cover - compiled
+        # an H x W x 3 uint8 image (BGR when ``reverse``) into a 3 x H x W float image of level / 255
+        h, w, _ = src.shape
+        for ch in range(3):
+            sc = 2 - ch if reverse else ch
+            for y in range(h):
+                for x in range(w):
+                    out[ch, y, x] = levels[src[y, x, sc]]
+        return out
+
+    return from_u8_hwc
+
+
+_BUILDERS: dict[str, Callable[[], Callable[..., Any]]] = {
+    "separable": _build_separable,
+    "zoom_blur": _build_zoom_blur,
+    "pixelate": _build_pixelate,
+    "poisson_table": _build_poisson_table,
+    "to_u8_hwc": _build_to_u8_hwc,
+    "from_u8_hwc": _build_from_u8_hwc,
+}

@@ -1,0 +1,59 @@
+"""One shared thread pool for per-image CPU kernels (OpenCV, codecs, numba).
+
+Condition generators on the CPU split a batch into per-image work items when the kernels
+release the GIL (OpenCV, NumPy, Pillow, libjpeg, numba ``nogil`` functions): images then run
+in parallel on ``torch.get_num_threads()`` workers, the same budget torch's own kernels use, so
+``--threads``-style settings govern every path. One pool serves every module, so nested users
+cannot multiply the thread count.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="evalsuite-cpu")
+        return _POOL
+
+
+def worker_count(n: int) -> int:
+    """How many threads to use for ``n`` images: ``torch.get_num_threads()``, at most ``n``."""
+    import torch
+
+    return max(1, min(int(n), int(torch.get_num_threads()), os.cpu_count() or 1))
+
+
+def parallel_for(fn: Callable[[int], None], n: int, workers: int | None = None) -> None:
+    """Run ``fn(i)`` for ``i in range(n)`` in contiguous chunks on the shared thread pool.
+
+    Exceptions propagate. With one worker (or one item) everything runs inline, so a
+    single-threaded budget pays no hand-off.
+    """
+    if n <= 0:
+        return
+    workers = worker_count(n) if workers is None else max(1, min(int(workers), n))
+    if workers == 1:
+        for i in range(n):
+            fn(i)
+        return
+    bounds = np.linspace(0, n, workers + 1).round().astype(int)
+
+    def run(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            fn(i)
+
+    futures = [_pool().submit(run, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    for f in futures:
+        f.result()
