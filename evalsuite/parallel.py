@@ -57,3 +57,13 @@ def parallel_for(fn: Callable[[int], None], n: int, workers: int | None = None) 
     futures = [_pool().submit(run, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
     for f in futures:
         f.result()
+
+
+def parallel_slices(fn: Callable[[int, int], None], n: int) -> None:
+    """Run ``fn(lo, hi)`` over ``worker_count(n)`` contiguous slices of ``range(n)`` in parallel,
+    for kernels that take a whole slice of a batch at once."""
+    if n <= 0:
+        return
+    parts = worker_count(n)
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    parallel_for(lambda i: fn(int(bounds[i]), int(bounds[i + 1])), parts)

@@ -200,11 +200,9 @@ def _gaussian_filter_numba(x: torch.Tensor, sh: float, sw: float, mode: str, tru
     planes = x.detach().reshape(-1, h, w).numpy()
     out = np.empty(planes.shape, dtype=np.float32)
     fn = _numba.kernel("separable")
-    from evalsuite.parallel import parallel_for, worker_count
+    from evalsuite.parallel import parallel_slices
 
-    parts = worker_count(planes.shape[0])
-    bounds = np.linspace(0, planes.shape[0], parts + 1).round().astype(int)
-    parallel_for(lambda i: fn(planes[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]], wy, ey, wx, ex), parts)
+    parallel_slices(lambda lo, hi: fn(planes[lo:hi], out[lo:hi], wy, ey, wx, ex), planes.shape[0])
     return torch.from_numpy(out).view(x.shape)
 
 

@@ -353,14 +353,12 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
         shuffle = "numba" if q.device.type == "cpu" and (q.shape[0] >= 4 or _numba_kernel) else "parallel"
     kernel = _numba_shuffle() if shuffle == "numba" else None
     if kernel is not None and offsets.shape[2] and offsets.shape[3]:
-        from evalsuite.parallel import parallel_for, worker_count
+        from evalsuite.parallel import parallel_slices
 
         qn = q.contiguous().numpy()
         offs = np.ascontiguousarray(offsets.cpu().numpy())
-        parts = worker_count(qn.shape[0])
-        bounds = np.linspace(0, qn.shape[0], parts + 1).round().astype(int)
         # images are independent: slices of the batch run in parallel (the kernel releases the GIL)
-        parallel_for(lambda i: kernel(qn[bounds[i] : bounds[i + 1]], offs[bounds[i] : bounds[i + 1]], delta), parts)
+        parallel_slices(lambda lo, hi: kernel(qn[lo:hi], offs[lo:hi], delta), qn.shape[0])
         q = torch.from_numpy(qn)
     else:
         q = glass_shuffle(q, offsets.to(x.device), delta)
