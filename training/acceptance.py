@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -39,26 +38,11 @@ COPIED = ("scorecard.html", "summary.json", "log.csv", "log.json", "recipe.yaml"
 
 
 def machine() -> dict[str, Any]:
-    """Cores, CPU model, torch version, load: the context every timing needs."""
-    import torch
+    """The machine description plus the load average: the context every timing needs."""
+    from evalsuite.machine import describe_machine
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "load_average": list(load) if load else None,
-    }
+    return {**describe_machine(), "load_average": list(load) if load else None}
 
 
 def _test_arrays() -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from evalsuite.errors import ModelError
-from evalsuite.models.export import METADATA_KEY
+from evalsuite.models.export import METADATA_KEY, set_metadata_prop
 
 _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}  # ONNX TensorProto elem types
 _BFLOAT16 = 16
@@ -130,15 +130,6 @@ def read_onnx_metadata(model: Any) -> dict[str, Any] | None:
     return None
 
 
-def _set_metadata(model: Any, metadata: dict[str, Any]) -> None:
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = json.dumps(metadata, sort_keys=True)
-
-
 def bake_onnx(
     src: str | Path, dst: str | Path, temperature: float, metadata: dict[str, Any], output: str | None = None
 ) -> float:
@@ -158,7 +149,7 @@ def bake_onnx(
         raise ModelError(f"cannot read ONNX model {src}: {exc}") from None
     stored = baked_value(temperature, output_elem_type(model, output))
     scaled = scale_output(model, stored, output)
-    _set_metadata(scaled, metadata)
+    set_metadata_prop(scaled, metadata)
     save_onnx_atomic(scaled, dst)
     return stored
 

@@ -53,13 +53,18 @@ def write_metadata(onnx_path: str | Path, metadata: dict[str, Any]) -> None:
 
     path = Path(onnx_path)
     model = onnx.load(str(path))
+    set_metadata_prop(model, metadata)
+    save_onnx_atomic(model, path)
+
+
+def set_metadata_prop(model: Any, metadata: dict[str, Any]) -> None:
+    """Replace evalsuite's ``metadata_props`` entry of an in-memory ONNX ``ModelProto``."""
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps(metadata, sort_keys=True)
-    save_onnx_atomic(model, path)
 
 
 def save_onnx_atomic(model: Any, path: str | Path) -> None:
