@@ -20,6 +20,8 @@ def write_result(name: str, payload: dict[str, Any], markdown: str | None = None
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     if markdown is not None:
         m = doc["machine"]
-        header = f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gib')} GiB, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}"
+        gpu = f", {m['gpu']}" if m.get("gpu") else ""
+        header = (f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gib')} GiB{gpu}, torch {m.get('torch')}, "
+                  f"onnxruntime {m.get('onnxruntime')}")
         (RESULTS_DIR / f"{name}.md").write_text(f"{header}\n\n{markdown}\n")
     return path

@@ -76,6 +76,12 @@ def _device_description(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
+def _model_device_note(device: str, model: Any) -> str:
+    """``"; model on cpu"`` when the model runs elsewhere than the perturbations (ONNX without CUDA provider)."""
+    where = str(getattr(model, "device", device) or device)
+    return "" if where.split(":")[0] == device.split(":")[0] else f"; model on {where}"
+
+
 def build_suites(config: RunConfig) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """Instantiate the configured suites (validating their options); clean always runs first."""
     from evalsuite.suites import SUITES
@@ -120,7 +126,9 @@ def run(config: RunConfig) -> RunOutcome:
     baseline = load_results(config.baseline) if config.baseline else None
     suites, suite_options = build_suites(config)
     device = resolve_device(config.device)
-    model = load_model(config.model, device=device, checkpoint=config.checkpoint, overrides=config.model_overrides or None)
+    # The unresolved spec: under ``auto`` an ONNX model without onnxruntime's CUDA provider runs on
+    # the CPU while perturbations still use the GPU; an explicit ``cuda`` without it is an error.
+    model = load_model(config.model, device=config.device, checkpoint=config.checkpoint, overrides=config.model_overrides or None)
     dataset = open_dataset(config.data, skip_bad_images=config.skip_bad_images)
     dataset = select(dataset, limit=config.limit, sample=config.sample, seed=config.seed)
     labels = resolve_labels(dataset, list(model.info.class_names))
@@ -227,7 +235,7 @@ def run(config: RunConfig) -> RunOutcome:
             "data_fingerprint": dataset.fingerprint,
             "config_hash": chash,
             "packages": package_versions(),
-            "device": _device_description(device),
+            "device": _device_description(device) + _model_device_note(device, model),
             "host": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
             "seed": config.seed,
             "started_at": started,

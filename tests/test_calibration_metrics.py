@@ -482,7 +482,9 @@ def test_cuda_tensors_match_cpu():
 
     rng = np.random.default_rng(18)
     z = rng.normal(size=(5000, 100)) * 3
-    y = rng.integers(0, 100, 5000)
+    # Labels that agree with the logits 60% of the time: a finite temperature optimum exists
+    # (uniform random labels send T to infinity, and nan never compares equal).
+    y = np.where(rng.random(5000) < 0.6, z.argmax(1), rng.integers(0, 100, 5000))
     p = softmax(z)
     pc, yc = torch.from_numpy(p).cuda(), torch.from_numpy(y).cuda()
     for fn in (cal.ece, cal.adaptive_ece, cal.mce, cal.classwise_ece, cal.brier, cal.aurc):
@@ -490,4 +492,6 @@ def test_cuda_tensors_match_cpu():
     zc = torch.from_numpy(z).float().cuda()
     a = fit_temperature(zc, yc)
     b = fit_temperature(z.astype(np.float32), y)
-    assert a.temperature == pytest.approx(b.temperature, rel=1e-7)
+    assert a.converged and b.converged
+    # Same objective, different reduction order on the GPU: equal to float32 rounding.
+    assert a.temperature == pytest.approx(b.temperature, rel=1e-5)

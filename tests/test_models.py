@@ -372,3 +372,29 @@ def test_resolve_device():
         assert resolve_device("cuda:0") == "cuda:0"
         with pytest.raises(UsageError, match="CUDA device"):
             resolve_device(f"cuda:{n}")
+
+
+def test_auto_device_with_gpu_but_no_cuda_provider_runs_onnx_on_cpu(digits_onnx, monkeypatch, caplog, x_batch):
+    """Seen on an H100 with the CPU-only onnxruntime: ``auto`` must fall back, not fail."""
+    import onnxruntime as ort
+    import torch
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level("WARNING"):
+        model = load_model(str(digits_onnx), device="auto")
+    assert model.device == "cpu"
+    assert "no CUDA execution provider" in caplog.text
+    assert model.predict(x_batch).shape[0] == x_batch.shape[0]
+    with pytest.raises(ModelError, match="no CUDA execution provider"):
+        load_model(str(digits_onnx), device="cuda")
+
+
+def test_provenance_says_where_the_model_ran():
+    from evalsuite.api import _model_device_note
+
+    onnx_on_cpu = types.SimpleNamespace(device="cpu")
+    assert _model_device_note("cuda", onnx_on_cpu) == "; model on cpu"
+    assert _model_device_note("cpu", onnx_on_cpu) == ""
+    assert _model_device_note("cuda:0", types.SimpleNamespace(device="cuda:0")) == ""

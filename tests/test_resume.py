@@ -25,7 +25,7 @@ class SlowNoise(Condition):
     def apply(self, x, ctx):
         time.sleep(float(self.params["sleep"]))
         gens = torch_generators(ctx.seed, self.key, ctx.ids)
-        noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens])
+        noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens]).to(x.device)  # x is on the run's device
         return (x + self.params["sigma"] * noise).clamp(0, 1)
 
 

@@ -189,13 +189,34 @@ def _box_rows(t: torch.Tensor, idx: torch.Tensor, recip: torch.Tensor) -> torch.
     return acc.mul_(recip.view(-1, 1)).add_(0.5).floor_()
 
 
+@lru_cache(maxsize=1)
+def _pillow_major() -> int:
+    try:
+        import PIL
+
+        return int(PIL.__version__.split(".")[0])
+    except Exception:  # pragma: no cover - Pillow is a dependency
+        return 0
+
+
+def pillow_vertical_pass_first(h: int, w: int) -> bool:
+    """Whether the installed Pillow's two-pass resize starts with the vertical pass.
+
+    Pillow 13 does for images more than twice as tall as wide; Pillow 12 and older always run
+    the horizontal pass first (seen on 12.3: the order changes the 8-bit rounding between the
+    passes, so 37 x 101 images differed by one level in 13% of pixels). The engine follows the
+    installed Pillow, which is what the reference backend calls.
+    """
+    return _pillow_major() >= 13 and h > 2 * w
+
+
 def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """Pillow ``resize(BOX)`` to ``int(side * c)`` then ``resize(NEAREST)`` back, on 8-bit levels.
 
     Pillow rounds to 8 bits after each of its two passes; both roundings are reproduced. It
-    runs the horizontal pass first, except for images more than twice as tall as wide, where
-    Pillow 13 runs the vertical pass first (found by testing; ``test_pixelate_bit_exact_with_pillow``
-    checks it against the installed Pillow). Passes run along rows (transposing in between),
+    runs the horizontal pass first, except where :func:`pillow_vertical_pass_first` says the
+    installed Pillow does not (``test_pixelate_bit_exact_with_pillow`` checks it against the
+    installed Pillow). Passes run along rows (transposing in between),
     where gathers copy contiguous memory. The result is exactly on the 8-bit grid. On the CPU
     a numba kernel runs the same float32 operations image by image (bit-identical, faster).
     """
@@ -204,10 +225,10 @@ def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     n, ch, h, w = x.shape
     if _numba.worth_compiling("pixelate", x):  # CPU: the same float32 operations, image by image in cache
         ix, rx, iy, ry, nx, ny = (t.numpy() for t in _pixelate_tables(h, w, severity, "cpu"))
-        return _numba.per_image("pixelate", x, ix, rx, iy, ry, nx, ny, h > 2 * w)
+        return _numba.per_image("pixelate", x, ix, rx, iy, ry, nx, ny, pillow_vertical_pass_first(h, w))
     ix, rx, iy, ry, nx, ny = _pixelate_tables(h, w, severity, str(x.device))
     v = torch.round(x * 255.0)
-    if h > 2 * w:
+    if pillow_vertical_pass_first(h, w):
         small = _box_rows(_box_rows(v, iy, ry).transpose(-1, -2).contiguous(), ix, rx).transpose(-1, -2).contiguous()
     else:
         small = _box_rows(_box_rows(v.transpose(-1, -2).contiguous(), ix, rx).transpose(-1, -2).contiguous(), iy, ry)
@@ -297,7 +318,10 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     hwc = levels.to(torch.uint8)
     if codec == "nvjpeg":
         enc = ops.encode_jpegs_cuda(list(hwc.permute(0, 3, 1, 2).contiguous().unbind(0)), q)
-        dec = ops.decode_jpegs_cuda([e.cpu() for e in enc], 3, x.device)  # 3 = ImageReadMode.RGB
+        # nvJPEG decodes from host memory: one copy of all the streams, not one per image
+        sizes = [int(e.numel()) for e in enc]
+        streams = list(torch.cat(enc).cpu().split(sizes))
+        dec = ops.decode_jpegs_cuda(streams, 3, x.device)  # 3 = ImageReadMode.RGB
         return torch.stack(dec).to(x.dtype).div_(255.0)
     hwc = hwc.cpu()
     if codec == "libjpeg":
