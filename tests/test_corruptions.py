@@ -394,6 +394,13 @@ def test_gpu_code_paths_agree_with_cpu_paths_on_cpu(photo64):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_jpeg_is_bit_identical_to_the_cpu_codec(batch):
+    for sev in range(1, 6):
+        assert torch.equal(corrupt(batch.cuda(), "jpeg_compression", sev).cpu(), corrupt(batch, "jpeg_compression", sev))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", [n for n in NAMES if not get_corruption(n).random and n != "jpeg_compression"])
 def test_cuda_matches_cpu_for_deterministic_corruptions(name, batch):
     cpu = corrupt(batch, name, 3)

@@ -296,7 +296,17 @@ def quantize_floor(y: torch.Tensor) -> torch.Tensor:
     of 1e-4 (in 0-255 units) keeps exact integers from dropping a level through float32
     rounding. ``y`` must be a tensor the caller owns.
     """
-    return y.mul_(255.0).add_(1e-4).floor_().clamp_(0.0, 255.0).div_(255.0)
+    return levels_to_unit(y.mul_(255.0).add_(1e-4).floor_().clamp_(0.0, 255.0))
+
+
+def levels_to_unit(levels: torch.Tensor) -> torch.Tensor:
+    """8-bit levels (float tensor the caller owns) to ``k / 255``, correctly rounded, in place.
+
+    CUDA divides by a Python scalar through its reciprocal, one ulp off ``k / 255`` for some
+    levels; dividing by a 0-d tensor on the same device is a true division on every device, so
+    CPU and GPU give the same floats for the same levels.
+    """
+    return levels.div_(torch.full((), 255.0, dtype=levels.dtype, device=levels.device))
 
 
 def to_levels(x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from evalsuite.corruptions._ops import (
     cached,
     fft_correlate2d,
     gaussian_filter,
+    levels_to_unit,
     pad,
     register_kernel,
 )
@@ -346,7 +347,7 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
     """
     sigma, delta, _ = GLASS_BLUR[severity - 1]
     g = gaussian_filter(x, sigma, mode="nearest")
-    q = g.clamp_(0, 1).mul_(255.0).add_(1e-4).floor_().div_(255.0)  # np.uint8(gaussian(...) * 255) truncates
+    q = levels_to_unit(g.clamp_(0, 1).mul_(255.0).add_(1e-4).floor_())  # np.uint8(gaussian(...) * 255) truncates
     offsets = draws["offsets"]
     if shuffle is None:
         # numba compiles on first use (seconds): worth it for batches, not for a thumbnail; both agree bit for bit

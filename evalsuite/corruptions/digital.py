@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evalsuite.corruptions._ops import gaussian_filter
+from evalsuite.corruptions._ops import gaussian_filter, levels_to_unit
 from evalsuite.corruptions._random import SampleRandom
 
 CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
@@ -237,7 +237,7 @@ def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
         up = F.interpolate(small, size=(h, w), mode="nearest-exact")
     else:
         up = small.index_select(-2, ny).transpose(-1, -2).contiguous().index_select(-2, nx).transpose(-1, -2).contiguous()
-    return up.div_(255.0)
+    return levels_to_unit(up)
 
 
 # -- JPEG -----------------------------------------------------------------------------------
@@ -274,10 +274,12 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     ``codec``: ``"libjpeg"`` (libjpeg-turbo on the CPU: bit-identical to the reference's
     Pillow in the tests and faster; with numba, OpenCV's build runs per image on the shared
     thread pool with numba kernels for the 8-bit conversions, else torchvision's),
+    ``"tensor"`` (libjpeg's lossy steps as batched integer tensor operations, on any device:
+    bit-identical to libjpeg too, see :mod:`evalsuite.corruptions._jpeg_torch`),
     ``"pil"`` (Pillow, the reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec
-    for CUDA tensors; see docs/corruptions.md for how it differs). Default: nvjpeg for CUDA
-    tensors when torchvision has it, else libjpeg, else Pillow. The result is exactly on the
-    8-bit grid.
+    for CUDA tensors; not bit-identical, see docs/corruptions.md). Default: tensor for CUDA
+    tensors, libjpeg on the CPU (Pillow when torchvision lacks its codec). The result is
+    exactly on the 8-bit grid.
     """
     from evalsuite.corruptions import _numba
     from evalsuite.parallel import parallel_for
@@ -285,13 +287,20 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     q = JPEG_QUALITY[severity - 1]
     ops = _jpeg_ops()
     if codec is None:
-        if x.device.type == "cuda" and ops is not None and hasattr(ops, "encode_jpegs_cuda"):
-            codec = "nvjpeg"
+        if x.device.type != "cpu":
+            codec = "tensor"
         elif ops is not None:
             codec = "libjpeg"
         else:
             codec = "pil"
     n, _, h, w = x.shape
+    if codec == "tensor":
+        from evalsuite.corruptions._jpeg_torch import jpeg_roundtrip_levels
+
+        levels = torch.round(x * 255.0).clamp_(0, 255)
+        return levels_to_unit(jpeg_roundtrip_levels(levels, q).to(x.dtype))
+    if codec not in ("libjpeg", "pil", "nvjpeg"):
+        raise ValueError(f"unknown JPEG codec {codec!r}; valid: libjpeg, tensor, pil, nvjpeg")
     if codec == "libjpeg" and _numba.worth_compiling("to_u8_hwc", x):
         # CPU: 8-bit conversion, encode, decode and conversion back per image on the shared
         # pool. OpenCV's libjpeg-turbo (same settings, bit-identical output in the tests)
@@ -322,7 +331,7 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
         sizes = [int(e.numel()) for e in enc]
         streams = list(torch.cat(enc).cpu().split(sizes))
         dec = ops.decode_jpegs_cuda(streams, 3, x.device)  # 3 = ImageReadMode.RGB
-        return torch.stack(dec).to(x.dtype).div_(255.0)
+        return levels_to_unit(torch.stack(dec).to(x.dtype))
     hwc = hwc.cpu()
     if codec == "libjpeg":
 
@@ -342,4 +351,4 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
         stacked = torch.from_numpy(np.stack([jpeg_roundtrip_pil(np.array(im), q) for im in hwc.numpy()]))
     out = torch.empty((n, 3, h, w), dtype=x.dtype)
     out.copy_(stacked.permute(0, 3, 1, 2))
-    return out.to(x.device).div_(255.0)
+    return levels_to_unit(out.to(x.device))
