@@ -196,3 +196,19 @@ def test_quant_tables_follow_jpeg_set_quality():
     luma, chroma = quant_tables(7)  # scale 714: clamped to 255 for baseline
     assert luma[0] == (16 * 714 + 50) // 100 and chroma[0] == (17 * 714 + 50) // 100 and max(luma) == max(chroma) == 255
     assert set(quant_tables(100)[0]) == {1}
+
+
+@pytest.mark.parametrize(("h", "w"), [(48, 64), (37, 101)])
+def test_fog_kernel_bit_identical_to_torch(h, w):
+    from evalsuite.corruptions import corrupt
+
+    rng = np.random.default_rng(h + w)
+    x = torch.from_numpy(rng.integers(0, 256, (5, 3, h, w)).astype(np.float32) / 255)
+    ids = [f"s{i}" for i in range(5)]
+    for sev in range(1, 6):
+        fast = corrupt(x, "fog", sev, seed=3, ids=ids)
+        with torch_path():
+            slow = corrupt(x, "fog", sev, seed=3, ids=ids)
+        assert torch.equal(fast, slow), f"severity {sev}"
+    for xx in _layouts(x):
+        assert torch.equal(corrupt(xx, "fog", 2, seed=3, ids=ids), corrupt(x, "fog", 2, seed=3, ids=ids))

@@ -78,7 +78,7 @@ def _spec(name: str, family: str, benchmark: bool, description: str, module, ran
         apply=getattr(module, f"apply_{name}"),
         draw=getattr(module, f"draw_{name}") if random else None,
         on_grid=name in ("pixelate", "jpeg_compression"),
-        per_image_cpu=name in ("zoom_blur", "pixelate", "jpeg_compression"),
+        per_image_cpu=name in ("zoom_blur", "pixelate", "jpeg_compression", "fog"),
     )
 
 

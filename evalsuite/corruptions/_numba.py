@@ -271,6 +271,78 @@ def _build_poisson_table() -> Callable[..., Any]:
     return poisson_table
 
 
+# -- fog ----------------------------------------------------------------------------------------
+
+
+def _build_fog() -> Callable[..., Any]:
+    from numba import njit
+
+    @njit(nogil=True, cache=False)
+    def fog(src, u, out, mapsize, decay, strength):  # pragma: no cover - compiled
+        # weather.plasma_fractal for one image, then apply_fog's blend, repeating the torch
+        # code's operations and their order: float32 map, float64 wibble arithmetic, grid
+        # neighbours wrapping around as torch.roll does, the same uniforms in the same order.
+        m = np.empty((mapsize, mapsize), dtype=np.float32)
+        m[0, 0] = np.float32(0.0)
+        four = np.float32(4.0)
+        step = mapsize
+        wibble = 100.0
+        off = 0
+        while step >= 2:
+            half = step // 2
+            g = mapsize // step
+            for i in range(g):  # squares: centre from the four corners
+                i1 = ((i + 1) % g) * step
+                for j in range(g):
+                    j1 = ((j + 1) % g) * step
+                    s = (m[i * step, j * step] + m[i1, j * step]) + (m[i * step, j1] + m[i1, j1])
+                    d = np.float64(u[off + i * g + j])
+                    m[half + i * step, half + j * step] = np.float32(np.float64(s / four) + wibble * (-wibble + (2.0 * wibble) * d))
+            off += g * g
+            for i in range(g):  # diamonds on the corner rows
+                i0 = ((i - 1) % g) * step
+                for j in range(g):
+                    j1 = ((j + 1) % g) * step
+                    s = (m[half + i * step, half + j * step] + m[half + i0, half + j * step]) + (m[i * step, j * step] + m[i * step, j1])
+                    d = np.float64(u[off + i * g + j])
+                    m[i * step, half + j * step] = np.float32(np.float64(s / four) + wibble * (-wibble + (2.0 * wibble) * d))
+            off += g * g
+            for i in range(g):  # diamonds on the corner columns
+                i1 = ((i + 1) % g) * step
+                for j in range(g):
+                    j0 = ((j - 1) % g) * step
+                    s = (m[half + i * step, half + j * step] + m[half + i * step, half + j0]) + (m[i * step, j * step] + m[i1, j * step])
+                    d = np.float64(u[off + i * g + j])
+                    m[half + i * step, j * step] = np.float32(np.float64(s / four) + wibble * (-wibble + (2.0 * wibble) * d))
+            off += g * g
+            step //= 2
+            wibble /= decay
+        lo = m[0, 0]
+        for y in range(mapsize):
+            for x in range(mapsize):
+                lo = min(lo, m[y, x])
+        hi = np.float32(m[0, 0] - lo)
+        for y in range(mapsize):
+            for x in range(mapsize):
+                m[y, x] = m[y, x] - lo
+                hi = max(hi, m[y, x])
+        c, h, w = src.shape
+        mv = src[0, 0, 0]
+        for ch in range(c):
+            for y in range(h):
+                for x in range(w):
+                    mv = max(mv, src[ch, y, x])
+        st = np.float32(strength)
+        den = mv + st
+        for ch in range(c):
+            for y in range(h):
+                for x in range(w):
+                    out[ch, y, x] = ((src[ch, y, x] + st * (m[y, x] / hi)) * mv) / den
+        return out
+
+    return fog
+
+
 # -- 8-bit conversions around codecs ----------------------------------------------------------
 
 
@@ -328,6 +400,7 @@ _BUILDERS: dict[str, Callable[[], Callable[..., Any]]] = {
     "zoom_blur": _build_zoom_blur,
     "pixelate": _build_pixelate,
     "poisson_table": _build_poisson_table,
+    "fog": _build_fog,
     "to_u8_hwc": _build_to_u8_hwc,
     "from_u8_hwc": _build_from_u8_hwc,
 }
