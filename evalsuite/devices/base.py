@@ -248,21 +248,6 @@ def _fmt_value(v: Any) -> str:
 # ----------------------------------------------------------------------------- execution
 
 
-def numpy_per_image(op: DeviceOp, x: Any, ps: Sequence[Mapping[str, Any]]) -> Any:
-    """``apply_torch`` for operations whose kernel is CPU-only (codecs, Poisson sampling):
-    run ``op.apply_numpy`` per image on the thread pool and move the batch back to its device."""
-    import torch
-
-    src = to_nhwc(x)
-    out = np.empty_like(src)
-
-    def one(i: int) -> None:
-        out[i] = op.apply_numpy(src[i], ps[i])
-
-    parallel_for(one, src.shape[0])
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device)
-
-
 def to_nhwc(x: Any) -> np.ndarray:
     """A float32 ``N x H x W x 3`` NumPy array of an ``N x 3 x H x W`` tensor (no copy when the
     tensor is a CPU float32 channels-last batch, as the runner makes them)."""

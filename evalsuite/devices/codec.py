@@ -17,6 +17,7 @@ default (4), so other methods go through Pillow.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -40,13 +41,31 @@ def from_uint8(u8: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def cv2_roundtrip(rgb: np.ndarray, ext: str, params: list[int]) -> np.ndarray:
-    """Encode an ``H x W x 3`` uint8 RGB image with OpenCV (which expects BGR) and decode it again."""
+    """Encode an ``H x W x 3`` uint8 RGB image with OpenCV (which expects BGR) and decode it again.
+
+    The channel swap is a reversed view on the way in and ``IMREAD_COLOR_RGB`` on the way out
+    (OpenCV >= 4.10): no ``cvtColor``, whose internal thread dispatch costs more than the codec
+    itself on small images when the caller is already a pool worker."""
     import cv2
 
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    ok, buf = cv2.imencode(ext, rgb[..., ::-1], params)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {ext}")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    imread_rgb = _imread_rgb()
+    if imread_rgb is not None:
+        return cv2.imdecode(buf, imread_rgb)
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # pragma: no cover - old OpenCV
+
+
+@lru_cache(maxsize=1)
+def _imread_rgb() -> int | None:
+    """OpenCV's ``IMREAD_COLOR_RGB`` flag (4.10+), looked up once, when first needed."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - OpenCV is a declared dependency
+        return None
+    return getattr(cv2, "IMREAD_COLOR_RGB", None)
+
 
 
 def _cv2_jpeg_sampling(subsampling: str) -> int | None:
@@ -107,14 +126,23 @@ class Jpeg(DeviceOp):
         if self.backend == "torchvision" and self.subsampling != "4:2:0":
             raise InvalidParameter("jpeg: backend 'torchvision' always subsamples chroma 4:2:0; use backend 'pillow'")
 
-    def code_uint8(self, rgb: np.ndarray) -> np.ndarray:
-        """Encode and decode one ``H x W x 3`` uint8 RGB image."""
-        if self.backend == "opencv":
+    def _cv2_params(self) -> list[int] | None:
+        params = self.__dict__.get("_cv2_params_cache", False)
+        if params is False:
             sampling = _cv2_jpeg_sampling(self.subsampling)
+            params = None
             if sampling is not None:
                 import cv2
 
                 params = [cv2.IMWRITE_JPEG_QUALITY, int(self.quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
+            self.__dict__["_cv2_params_cache"] = params
+        return params
+
+    def code_uint8(self, rgb: np.ndarray) -> np.ndarray:
+        """Encode and decode one ``H x W x 3`` uint8 RGB image."""
+        if self.backend == "opencv":
+            params = self._cv2_params()
+            if params is not None:
                 return cv2_roundtrip(rgb, ".jpg", params)
         if self.backend == "torchvision":
             import torch

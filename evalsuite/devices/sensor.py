@@ -17,8 +17,10 @@ which keeps mean and variance exact; only the Poisson skewness ``1 / sqrt(k x)``
 (Kolmogorov distance to the Poisson law 0.015 at 20 electrons, about 0.01 once 2.5 electrons of
 read noise are added) and it is several times cheaper than exact sampling. Below it, in the
 dark, skewed, discrete regime that matters at night, sampling is exact; set ``gaussian_above``
-to its maximum for exact Poisson everywhere. Samples are drawn on the CPU from per-sample
-generators, so CUDA and CPU runs and every batch size see identical noise.
+to its maximum for exact Poisson everywhere. Samples come from per-pixel counter-based streams
+keyed by the sample's seed (:mod:`evalsuite.devices._noise`: ziggurat normals, Poisson by
+inversion below a mean of 10 and PTRS above), drawn on the CPU by a numba kernel, so CUDA and CPU
+runs, every batch size, memory layout and thread count see identical noise.
 
 Bayer: the linear image is sampled through a 2 x 2 colour filter array (``RGGB``, ``BGGR``,
 ``GRBG``, ``GBRG``: the colours of the top-left 2 x 2 cell in reading order) and
@@ -40,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.devices.base import DeviceOp, InvalidParameter, Param, numpy_per_image
+from evalsuite.devices._noise import RNG_VERSION, noise_batch, seed_keys
+from evalsuite.devices.base import DeviceOp, InvalidParameter, Param
 from evalsuite.devices.kernels import conv_same_np, conv_same_torch
 from evalsuite.devices.resample import area_matrix, resize_np, target_size
+from evalsuite.parallel import parallel_slices
 
 
 class SensorNoise(DeviceOp):
@@ -90,31 +94,32 @@ class SensorNoise(DeviceOp):
             raise ValueError("sensor_noise needs a per-sample seed")
         return {"seed": seed}
 
-    def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
-        import torch
+    def config(self) -> dict[str, Any]:
+        # The random stream's version is part of the condition's identity (resume keys).
+        return {**super().config(), "rng": RNG_VERSION}
 
-        gen = torch.Generator().manual_seed(int(p["seed"]))
-        k = np.float32(self.electrons_per_unit)
-        lam = np.maximum(img, np.float32(0.0))
-        lam *= k
-        # Draws are made in H x W x 3 order on every path (the torch path runs this per image).
-        z = torch.randn(lam.shape, generator=gen, dtype=torch.float32).numpy()
-        # Normal approximation everywhere first (shot + read variance in one draw) ...
-        electrons = np.sqrt(lam + np.float32(self.read_noise**2)) * z
-        electrons += lam
-        # ... then exact Poisson plus read noise where the expected count is low.
-        low = np.flatnonzero(lam.ravel() < np.float32(self.gaussian_above))
-        if low.size:
-            shot = torch.poisson(torch.from_numpy(lam.ravel()[low]), generator=gen).numpy()
-            electrons.ravel()[low] = shot + np.float32(self.read_noise) * z.ravel()[low]
-        electrons *= np.float32(1.0) / k
-        np.clip(electrons, 0.0, 1.0, out=electrons)
-        return electrons
+    def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
+        out = np.empty(img.shape, dtype=np.float32)
+        self.apply_numpy_into(img, p, out)
+        return out
+
+    def apply_numpy_into(self, img: np.ndarray, p: Any, out: np.ndarray) -> None:
+        keys = seed_keys([p["seed"]])
+        noise_batch(img[None], keys, out[None], self.electrons_per_unit, self.read_noise, self.gaussian_above, 0, 1)
 
     def apply_torch(self, x: Any, ps: Any) -> Any:
-        # Per image on the CPU: exact Poisson sampling is serial anyway, and per-image NumPy
-        # arithmetic measured faster than batched torch with masked updates.
-        return numpy_per_image(self, x, ps)
+        # One kernel call per worker over a slice of the batch, on the CPU (CUDA batches make the
+        # round trip: the draws are the same on every device). Output in the input's layout.
+        import torch
+
+        src_t = x.detach().to("cpu", torch.float32)
+        out_t = torch.empty_like(src_t)
+        src = src_t.permute(0, 2, 3, 1).numpy()
+        out = out_t.permute(0, 2, 3, 1).numpy()
+        keys = seed_keys([p["seed"] for p in ps])
+        k, rn, above = self.electrons_per_unit, self.read_noise, self.gaussian_above
+        parallel_slices(lambda lo, hi: noise_batch(src, keys, out, k, rn, above, lo, hi), src.shape[0])
+        return out_t.to(x.device)
 
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
