@@ -128,8 +128,8 @@ def _matrix(fn) -> list[list[int]]:
 
 
 @lru_cache(maxsize=8)
-def _dct_maps(device: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per pass: (float64 matrix transposed for ``x @ m``, int64 DESCALE shifts per output)."""
+def _dct_maps(device: str) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per pass: (float64 matrix transposed for ``x @ m``, DESCALE rounding and shifts per output)."""
     half = CONST_BITS - PASS1_BITS
     specs = {
         "fdct1": (_matrix(lambda v: _fdct_pre(v, True)), [0, half, half, half, 0, half, half, half]),
@@ -141,15 +141,16 @@ def _dct_maps(device: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     out = {}
     for name, (m, shifts) in specs.items():
         mt = torch.tensor(m, dtype=torch.float64, device=device).t().contiguous()
-        out[name] = (mt, torch.tensor(shifts, dtype=torch.int64, device=device))
+        rounding = [1 << (k - 1) if k > 0 else 0 for k in shifts]
+        out[name] = (mt, torch.tensor(rounding, dtype=torch.int64, device=device),
+                     torch.tensor(shifts, dtype=torch.int64, device=device))
     return out
 
 
-def _pass(x: torch.Tensor, maps: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def _pass(x: torch.Tensor, maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One 1-D DCT pass along the last axis of int64 ``x``: exact product, then DESCALE."""
-    mt, shifts = maps
+    mt, rounding, shifts = maps
     pre = torch.matmul(x.to(torch.float64), mt).to(torch.int64)
-    rounding = torch.where(shifts > 0, torch.ones_like(shifts) << (shifts - 1).clamp_min(0), torch.zeros_like(shifts))
     return (pre + rounding) >> shifts
 
 

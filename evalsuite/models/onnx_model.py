@@ -57,9 +57,7 @@ def _providers_for(device: str) -> tuple[list[Any], str]:
     has_cuda_ep = "CUDAExecutionProvider" in available
     if spec == "auto":
         if not has_cuda_ep:
-            from evalsuite.models.device import resolve_device as _auto
-
-            if _auto("auto") != "cpu":
+            if resolve_device("auto") != "cpu":
                 log.warning("onnxruntime has no CUDA execution provider (install onnxruntime-gpu); "
                             "the ONNX model runs on the CPU, perturbations on the GPU")
             return ["CPUExecutionProvider"], "cpu"
