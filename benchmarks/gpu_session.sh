@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The CUDA checks and GPU benchmark figures, in two phases that each fit one ten-minute command
-# on a lent GPU machine (see docs/benchmarks.md). Run from the repository root:
+# on a lent GPU machine (figures: docs/corruptions.md, docs/adversarial.md, docs/training.md).
+# Run from the repository root:
 #
 #   bash benchmarks/gpu_session.sh check   # environment, `-m gpu` tests, demo on CUDA, corruption images/s
-#   bash benchmarks/gpu_session.sh rest    # the fast suite with CUDA visible, attack/training/device figures
+#   bash benchmarks/gpu_session.sh rest    # demo, the fast suite with CUDA visible, attack and training figures
 #
 # Packages missing from the machine's Python travel as wheels in .whl/ (installed to /tmp/site);
 # the project itself is used from the checkout (PYTHONPATH), so nothing is built there.
@@ -38,7 +39,6 @@ elif [ "$phase" = rest ]; then
   step "demo on the automatically chosen device"
   $PY -m evalsuite demo --out "$OUT/demo" 2>&1 | tail -8; echo "demo exit ${PIPESTATUS[0]}"
   rm -rf "$OUT/demo"
-  if [ -f benchmarks/scratch/jpeg_cuda_profile.py ]; then step "JPEG on CUDA, by stage"; $PY benchmarks/scratch/jpeg_cuda_profile.py 2>&1 | tail -8; fi
   step "fast suite with CUDA visible (auto device = cuda)"
   $PY -m pytest -m "not slow" -q -p no:cacheprovider -n 8 2>&1 | tee "$OUT/pytest-fast-cuda.log" | tail -25
   step "PGD-10 on a ResNet-50 (AMP, channels_last)"
