@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evalsuite.corruptions._ops import gaussian_filter, levels_to_unit
+from evalsuite.corruptions._ops import gaussian_filter, levels_to_unit, to_levels
 from evalsuite.corruptions._random import SampleRandom
 
 CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
@@ -297,8 +297,7 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     if codec == "tensor":
         from evalsuite.corruptions._jpeg_torch import jpeg_roundtrip_levels
 
-        levels = torch.round(x * 255.0).clamp_(0, 255)
-        return levels_to_unit(jpeg_roundtrip_levels(levels, q).to(x.dtype))
+        return levels_to_unit(jpeg_roundtrip_levels(to_levels(x), q).to(x.dtype))
     if codec not in ("libjpeg", "pil", "nvjpeg"):
         raise ValueError(f"unknown JPEG codec {codec!r}; valid: libjpeg, tensor, pil, nvjpeg")
     if codec == "libjpeg" and _numba.worth_compiling("to_u8_hwc", x):

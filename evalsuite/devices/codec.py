@@ -17,7 +17,7 @@ default (4), so other methods go through Pillow.
 from __future__ import annotations
 
 import io
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -126,22 +126,20 @@ class Jpeg(DeviceOp):
         if self.backend == "torchvision" and self.subsampling != "4:2:0":
             raise InvalidParameter("jpeg: backend 'torchvision' always subsamples chroma 4:2:0; use backend 'pillow'")
 
+    @cached_property
     def _cv2_params(self) -> list[int] | None:
-        params = self.__dict__.get("_cv2_params_cache", False)
-        if params is False:
-            sampling = _cv2_jpeg_sampling(self.subsampling)
-            params = None
-            if sampling is not None:
-                import cv2
+        """OpenCV's encoder parameters for this quality and subsampling (None: OpenCV cannot)."""
+        sampling = _cv2_jpeg_sampling(self.subsampling)
+        if sampling is None:
+            return None
+        import cv2
 
-                params = [cv2.IMWRITE_JPEG_QUALITY, int(self.quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
-            self.__dict__["_cv2_params_cache"] = params
-        return params
+        return [cv2.IMWRITE_JPEG_QUALITY, int(self.quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling]
 
     def code_uint8(self, rgb: np.ndarray) -> np.ndarray:
         """Encode and decode one ``H x W x 3`` uint8 RGB image."""
         if self.backend == "opencv":
-            params = self._cv2_params()
+            params = self._cv2_params
             if params is not None:
                 return cv2_roundtrip(rgb, ".jpg", params)
         if self.backend == "torchvision":
