@@ -149,33 +149,7 @@ def test_small_batches_do_not_compile():
         assert not _numba.worth_compiling("zoom_blur", x.cuda())
 
 
-# -- JPEG as tensor arithmetic -----------------------------------------------------------------
-
-
-def _jpeg_cases():
-    from PIL import Image
-    from skimage import data
-
-    rng = np.random.default_rng(5)
-    yield "photo 224", np.asarray(Image.fromarray(data.astronaut()).resize((224, 224)))
-    for h, w in [(37, 101), (101, 37), (33, 35), (17, 9), (8, 8), (5, 3), (2, 7), (1, 1)]:
-        yield f"noise {h}x{w}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        yield f"photo {h}x{w}", np.asarray(Image.fromarray(data.coffee()).resize((w, h)))
-
-
-@pytest.mark.parametrize("quality", [25, 18, 15, 10, 7, 1, 50, 95])
-def test_tensor_jpeg_is_bit_identical_to_pillow(quality):
-    """libjpeg's lossy steps as tensor arithmetic against Pillow's real codec: every size class
-    (whole MCUs, odd sizes with edge padding, subsampled widths of 1-2 that libjpeg upsamples by
-    replication) and qualities whose tables clamp at 1 and at 255."""
-    from evalsuite.corruptions._jpeg_torch import jpeg_roundtrip_levels
-    from evalsuite.corruptions.digital import jpeg_roundtrip_pil
-
-    for name, img in _jpeg_cases():
-        ref = jpeg_roundtrip_pil(img, quality)
-        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None]
-        ours = jpeg_roundtrip_levels(x, quality)[0].permute(1, 2, 0).numpy()
-        assert np.array_equal(ours, ref), f"{name} at quality {quality}"
+# -- JPEG as tensor arithmetic (against the codec itself: tests/test_jpeg.py) -------------------
 
 
 def test_tensor_jpeg_codec_in_the_corruption_matches_libjpeg(photos):
@@ -186,16 +160,6 @@ def test_tensor_jpeg_codec_in_the_corruption_matches_libjpeg(photos):
                            apply_jpeg_compression(photos, sev, {}, codec="pil"))
     with pytest.raises(ValueError, match="unknown JPEG codec"):
         apply_jpeg_compression(photos, 1, {}, codec="mozjpeg")
-
-
-def test_quant_tables_follow_jpeg_set_quality():
-    from evalsuite.corruptions._jpeg_torch import quant_tables
-
-    luma, chroma = quant_tables(50)  # scale 100: the standard tables themselves
-    assert luma[:8] == [16, 11, 10, 16, 24, 40, 51, 61] and chroma[:4] == [17, 18, 24, 47]
-    luma, chroma = quant_tables(7)  # scale 714: clamped to 255 for baseline
-    assert luma[0] == (16 * 714 + 50) // 100 and chroma[0] == (17 * 714 + 50) // 100 and max(luma) == max(chroma) == 255
-    assert set(quant_tables(100)[0]) == {1}
 
 
 @pytest.mark.parametrize(("h", "w"), [(48, 64), (37, 101)])

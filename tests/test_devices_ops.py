@@ -179,10 +179,14 @@ def test_codec_ladder_error_grows_as_quality_drops_and_matches_pillow(fmt, name)
 
 def test_codec_backends_write_the_same_files():
     x = scene(2, 40, 48)
-    ref = make_op("jpeg", quality=40)(x)
-    for backend in ("pillow", "torchvision"):
+    ref = make_op("jpeg", quality=40)(x)  # libjpeg's arithmetic without a codec
+    for backend in ("opencv", "pillow", "torchvision"):
         assert torch.equal(make_op("jpeg", quality=40, backend=backend)(x), ref), backend
     assert torch.equal(make_op("jpeg", quality=40, backend="pillow")(x, backend="numpy"), ref)
+    for sub in ("4:4:4", "4:2:2"):  # both CPU paths of the default backend, against the codec
+        codec = make_op("jpeg", quality=40, subsampling=sub, backend="opencv")(x)
+        assert torch.equal(make_op("jpeg", quality=40, subsampling=sub)(x, backend="numpy"), codec), sub
+        assert torch.equal(make_op("jpeg", quality=40, subsampling=sub)(x, backend="torch"), codec), sub
     webp = make_op("webp", quality=40)(x)
     assert torch.equal(make_op("webp", quality=40, backend="pillow")(x), webp)
     other_effort = make_op("webp", quality=40, method=1)(x)  # only Pillow exposes the effort

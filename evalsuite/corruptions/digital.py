@@ -275,7 +275,7 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     Pillow in the tests and faster; with numba, OpenCV's build runs per image on the shared
     thread pool with numba kernels for the 8-bit conversions, else torchvision's),
     ``"tensor"`` (libjpeg's lossy steps as batched integer tensor operations, on any device:
-    bit-identical to libjpeg too, see :mod:`evalsuite.corruptions._jpeg_torch`),
+    bit-identical to libjpeg too, see :mod:`evalsuite.jpeg.tensor`),
     ``"pil"`` (Pillow, the reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec
     for CUDA tensors; not bit-identical, see docs/corruptions.md). Default: tensor for CUDA
     tensors, libjpeg on the CPU (Pillow when torchvision lacks its codec). The result is
@@ -295,7 +295,7 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
             codec = "pil"
     n, _, h, w = x.shape
     if codec == "tensor":
-        from evalsuite.corruptions._jpeg_torch import jpeg_roundtrip_levels
+        from evalsuite.jpeg.tensor import jpeg_roundtrip_levels
 
         return levels_to_unit(jpeg_roundtrip_levels(to_levels(x), q).to(x.dtype))
     if codec not in ("libjpeg", "pil", "nvjpeg"):

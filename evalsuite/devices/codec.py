@@ -1,14 +1,19 @@
-"""Lossy codecs through the real encoders: JPEG (libjpeg-turbo, or nvJPEG) and WebP (libwebp).
+"""Lossy codecs: JPEG (libjpeg-turbo's arithmetic, or nvJPEG) and WebP (libwebp).
 
 Images are rounded to 8 bits (as a device stores them), encoded, decoded and returned as
-floats. The default ``opencv`` backend calls ``cv2.imencode``/``cv2.imdecode``: OpenCV and
-Pillow wrap the same libjpeg-turbo and libwebp and write byte-identical files for the same
-quality and chroma subsampling (checked in the tests against Pillow), but OpenCV's per-image
-overhead is several times lower (about 4x for 32 x 32 images). ``backend: pillow`` goes
-through Pillow itself. Both release the GIL, so the CPU path codes a batch on the thread pool.
-``backend: torchvision`` (JPEG only) uses ``torchvision.io.encode_jpeg``/``decode_jpeg``, which
-run on the GPU (nvJPEG) for CUDA tensors; it always subsamples chroma 4:2:0 and its output
-differs slightly from libjpeg's, so it is opt-in.
+floats. JPEG's default ``libjpeg`` backend does not call a codec: :mod:`evalsuite.jpeg` redoes
+libjpeg-turbo's lossy steps with its integer arithmetic (a numba kernel on the CPU, tensor
+operations on a GPU), so the result is the image libjpeg-turbo would decode, bit for bit
+(checked against Pillow and OpenCV in the tests), without the lossless entropy coding that
+costs most of a real round trip. The codec backends remain: ``opencv`` calls
+``cv2.imencode``/``cv2.imdecode``: OpenCV and Pillow wrap the same libjpeg-turbo and libwebp and
+write byte-identical files for the same quality and chroma subsampling (checked in the tests
+against Pillow), but OpenCV's per-image overhead is several times lower (about 4x for 32 x 32
+images); ``pillow`` goes through Pillow itself. Both release the GIL, so the CPU path codes a
+batch on the thread pool. ``backend: torchvision`` (JPEG only) uses
+``torchvision.io.encode_jpeg``/``decode_jpeg``, which run on the GPU (nvJPEG) for CUDA tensors;
+it always subsamples chroma 4:2:0 and its output can differ slightly from libjpeg's, so it is
+opt-in.
 
 WebP's encoder ``method`` (effort) is only exposed by Pillow; OpenCV encodes with libwebp's
 default (4), so other methods go through Pillow.
@@ -104,15 +109,20 @@ def codec_batch(op: DeviceOp, x: Any) -> Any:
 
 
 class Jpeg(DeviceOp):
-    """JPEG compression at ``quality`` with chroma ``subsampling`` (the real libjpeg encoder)."""
+    """JPEG compression at ``quality`` with chroma ``subsampling``, as libjpeg-turbo codes it."""
 
     name = "jpeg"
-    summary = "JPEG compression through libjpeg-turbo (OpenCV or Pillow; torchvision/nvJPEG optional)"
+    summary = "JPEG compression, bit-identical to libjpeg-turbo (or through OpenCV, Pillow, torchvision/nvJPEG)"
     domain = "srgb"
     params = {
         "quality": Param("int", 75, "JPEG quality (IJG scale)", 1, 100),
         "subsampling": Param("choice", "4:2:0", "chroma subsampling", choices=tuple(_SUBSAMPLING)),
-        "backend": Param("choice", "opencv", "codec library", choices=("opencv", "pillow", "torchvision")),
+        "backend": Param(
+            "choice", "libjpeg",
+            "libjpeg: libjpeg-turbo's lossy steps computed directly (same output as the codec); "
+            "or a codec library",
+            choices=("libjpeg", "opencv", "pillow", "torchvision"),
+        ),
     }
     ladder = {
         1: {"quality": 85},
@@ -138,7 +148,7 @@ class Jpeg(DeviceOp):
 
     def code_uint8(self, rgb: np.ndarray) -> np.ndarray:
         """Encode and decode one ``H x W x 3`` uint8 RGB image."""
-        if self.backend == "opencv":
+        if self.backend in ("opencv", "libjpeg"):  # libjpeg without numba: the codec gives the same
             params = self._cv2_params
             if params is not None:
                 return cv2_roundtrip(rgb, ".jpg", params)
@@ -150,10 +160,23 @@ class Jpeg(DeviceOp):
         return pil_roundtrip(np.ascontiguousarray(rgb), "JPEG", quality=int(self.quality),
                              subsampling=_SUBSAMPLING[self.subsampling])
 
+    def _direct(self) -> bool:
+        """Whether this runs :mod:`evalsuite.jpeg`'s CPU kernel instead of a codec."""
+        from evalsuite.jpeg import cpu
+
+        return self.backend == "libjpeg" and cpu.available()
+
     def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
-        return from_uint8(self.code_uint8(to_uint8(img)))
+        out = np.empty(img.shape, dtype=np.float32)
+        self.apply_numpy_into(img, p, out)
+        return out
 
     def apply_numpy_into(self, img: np.ndarray, p: Any, out: np.ndarray) -> None:
+        if self._direct():
+            from evalsuite.jpeg.cpu import jpeg_roundtrip_image
+
+            jpeg_roundtrip_image(img, self.quality, self.subsampling, out=out)
+            return
         from_uint8(self.code_uint8(to_uint8(img)), out=out)
 
     def _torchvision(self, images: list, device: Any) -> list:
@@ -173,6 +196,10 @@ class Jpeg(DeviceOp):
             u8 = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
             decoded = self._torchvision(list(u8), x.device)
             return torch.stack(decoded).to(x.dtype) / 255.0
+        if self.backend == "libjpeg":
+            from evalsuite.jpeg import jpeg_roundtrip
+
+            return jpeg_roundtrip(x, self.quality, self.subsampling)
         return codec_batch(self, x)
 
 

@@ -3,10 +3,10 @@
 A baseline JPEG round trip loses information only in its colour conversion, chroma
 subsampling, forward DCT and quantisation, and in the decoder's inverse DCT, upsampling and
 colour conversion; the entropy coding in between is lossless. This module reproduces those
-steps as libjpeg-turbo performs them for Pillow's defaults (4:2:0 subsampling, the "islow"
-integer DCT, the standard quantisation tables scaled by ``quality`` and clamped to baseline,
-"fancy" triangular upsampling), with the same integer rounding at every step and the same
-edge padding. The result is the decoded image libjpeg would give, bit for bit (checked against
+steps as libjpeg-turbo performs them for Pillow's and OpenCV's defaults (the "islow" integer
+DCT, the standard quantisation tables scaled by ``quality`` and clamped to baseline, "fancy"
+triangular upsampling), with 4:2:0 (the default), 4:2:2 or 4:4:4 chroma subsampling, the same
+integer rounding at every step and the same edge padding. The result is the decoded image libjpeg would give, bit for bit (checked against
 Pillow in the tests), computed in a few large tensor operations: on a GPU much faster than a
 codec that works image by image, and identical to the CPU reference.
 
@@ -22,11 +22,13 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["jpeg_roundtrip_levels", "quant_tables"]
+__all__ = ["SUBSAMPLING_FACTORS", "jpeg_roundtrip_levels", "quant_tables"]
 
 CONST_BITS = 13
 PASS1_BITS = 2
 SCALEBITS = 16
+#: Chroma subsampling to libjpeg's (horizontal, vertical) luma sampling factors (chroma: 1, 1).
+SUBSAMPLING_FACTORS = {"4:4:4": (1, 1), "4:2:2": (2, 1), "4:2:0": (2, 2)}
 
 # jpeg_std_*_quant_tbl (ITU-T T.81 Annex K), natural (row-major) order.
 _STD_LUMA = (
@@ -201,11 +203,28 @@ def _code(plane: torch.Tensor, table: list[int], maps: dict) -> torch.Tensor:
     return _unblocks(b)
 
 
-def _downsample_h2v2(c: torch.Tensor) -> torch.Tensor:
-    """jcsample.c h2v2_downsample on an even-sized plane: 2x2 sums with bias 1, 2, 1, 2... by column."""
+def _downsample(c: torch.Tensor, hs: int, vs: int) -> torch.Tensor:
+    """jcsample.c on a plane padded to whole sampling groups: h2v2 sums 2x2 with bias 1, 2, 1, 2...
+    by output column, h2v1 sums pairs with bias 0, 1, 0, 1..., h1v1 copies."""
+    if hs == 1:
+        return c
+    col_bias = torch.arange(c.shape[2] // 2, device=c.device) & 1
+    if vs == 1:
+        return (c[:, :, 0::2] + c[:, :, 1::2] + col_bias) >> 1
     s = c[:, 0::2, 0::2] + c[:, 0::2, 1::2] + c[:, 1::2, 0::2] + c[:, 1::2, 1::2]
-    bias = 1 + (torch.arange(s.shape[2], device=c.device) & 1)
-    return (s + bias) >> 2
+    return (s + 1 + col_bias) >> 2
+
+
+def _upsample_h2v1_fancy(c: torch.Tensor, out_w: int) -> torch.Tensor:
+    """jdsample.c h2v1_fancy_upsample: 3/4-1/4 between neighbours, the two edge outputs copied."""
+    n, h, w = c.shape
+    last = torch.cat([c[:, :, :1], c[:, :, :-1]], dim=2)
+    nxt = torch.cat([c[:, :, 1:], c[:, :, -1:]], dim=2)
+    left = (3 * c + last + 1) >> 2
+    right = (3 * c + nxt + 2) >> 2
+    left[:, :, 0] = c[:, :, 0]
+    right[:, :, -1] = c[:, :, -1]
+    return torch.stack([left, right], dim=3).reshape(n, h, 2 * w)[:, :, :out_w]
 
 
 def _upsample_h2v2_fancy(c: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
@@ -227,12 +246,14 @@ def _upsample_h2v2_fancy(c: torch.Tensor, out_h: int, out_w: int) -> torch.Tenso
     return out[:, :out_h, :out_w]
 
 
-def jpeg_roundtrip_levels(levels: torch.Tensor, quality: int) -> torch.Tensor:
+def jpeg_roundtrip_levels(levels: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """Decode(encode(image)) as libjpeg-turbo with Pillow's defaults, on 8-bit RGB levels.
 
-    ``levels``: integer or float tensor ``N x 3 x H x W`` holding values 0..255. Returns an
-    int64 tensor of the same shape, on the same device.
+    ``levels``: integer or float tensor ``N x 3 x H x W`` holding values 0..255; ``subsampling``
+    one of :data:`SUBSAMPLING_FACTORS`. Returns an int64 tensor of the same shape, on the same
+    device.
     """
+    hs, vs = SUBSAMPLING_FACTORS[subsampling]
     n, _, h, w = levels.shape
     dev = levels.device
     maps = _dct_maps(str(dev))
@@ -249,17 +270,21 @@ def jpeg_roundtrip_levels(levels: torch.Tensor, quality: int) -> torch.Tensor:
     hb, wb = -(-h // 8) * 8, -(-w // 8) * 8
     y_dec = _code(_pad_edge(y, hb, wb), luma_q, maps)[:, :h, :w]
 
-    # Chroma: full-resolution rows padded to an even count and columns to 16-pixel MCUs,
-    # 2x2-averaged, then the subsampled rows padded to whole blocks (jcprepct.c order).
-    ch_h, ch_w = -(-h // 2), -(-w // 2)
+    # Chroma: full-resolution rows padded to the vertical factor and columns to whole chroma
+    # blocks, downsampled, then the subsampled rows padded to whole blocks (jcprepct.c order).
+    ch_h, ch_w = -(-h // vs), -(-w // hs)
     planes = []
     for c in (cb, cr):
-        small = _downsample_h2v2(_pad_edge(c, 2 * ch_h, -(-w // 16) * 16))
+        small = _downsample(_pad_edge(c, vs * ch_h, -(-w // (8 * hs)) * 8 * hs), hs, vs)
         coded = _code(_pad_edge(small, -(-ch_h // 8) * 8, small.shape[2]), chroma_q, maps)[:, :ch_h, :ch_w]
-        if ch_w > 2:
+        if hs == 1:
+            planes.append(coded)
+        elif ch_w <= 2:  # libjpeg upsamples by plain replication when the subsampled width is 1 or 2
+            planes.append(coded.repeat_interleave(vs, dim=1).repeat_interleave(2, dim=2)[:, :h, :w])
+        elif vs == 1:
+            planes.append(_upsample_h2v1_fancy(coded, w))
+        else:
             planes.append(_upsample_h2v2_fancy(coded, h, w))
-        else:  # libjpeg upsamples by plain replication when the subsampled width is 1 or 2
-            planes.append(coded.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)[:, :h, :w])
     cb_dec, cr_dec = (p - 128 for p in planes)
     # jdcolor.c ycc_rgb_convert with build_ycc_rgb_table's tables
     fx = [_fix(v, SCALEBITS) for v in (1.40200, 1.77200, 0.71414, 0.34414)]
