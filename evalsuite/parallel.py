@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 
@@ -26,6 +27,16 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="evalsuite-cpu")
         return _POOL
+
+
+@lru_cache(maxsize=1)
+def numba_available() -> bool:
+    """Whether numba (which compiles the GIL-free CPU kernels) can be imported."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        return False
+    return True
 
 
 def worker_count(n: int) -> int:

@@ -109,6 +109,22 @@ def test_resize_at_factor_one_is_identity(backend):
                     torch.testing.assert_close(op(x, backend=backend), x, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("h", "w"), [(32, 32), (17, 30), (64, 48)])
+def test_batched_resolution_change_matches_opencv_per_image(h, w):
+    """The batched path composes down- and up-sampling into one matrix per axis; it must agree
+    with OpenCV's resizers image by image (the NumPy path) for every interpolation pair (to
+    float32 rounding; OpenCV computes its cubic weights in float32, a few 1e-6 off)."""
+    rng = np.random.default_rng(h + w)
+    x = torch.from_numpy(rng.random((3, 3, h, w), dtype=np.float32))
+    for down in ("nearest", "bilinear", "bicubic", "area"):
+        for up in ("nearest", "bilinear", "bicubic"):
+            for scale in (0.15, 0.375, 0.7):
+                op = make_op("resolution", scale=scale, down=down, up=up, space="linear")
+                tol = 1e-5 if "bicubic" in (down, up) else 1e-6
+                torch.testing.assert_close(op(x, backend="torch"), op(x, backend="numpy"), atol=tol, rtol=0,
+                                           msg=f"{down} -> {up} at {scale}")
+
+
 def test_area_resampling_matches_opencv_inter_area():
     import cv2
 
@@ -380,6 +396,24 @@ def test_motion_blur_spreads_along_the_motion_and_rolling_shutter_shears():
     shift = 2.0 * 0.1 * h  # readout_ratio * length in pixels over the full readout
     assert centre[-1] - centre[0] == pytest.approx(shift, rel=0.03)
     assert centre[h // 2] == pytest.approx(30.0, abs=0.05)
+
+
+@pytest.mark.parametrize(("h", "w"), [(41, 60), (64, 64), (1, 9), (7, 1)])
+def test_compiled_rolling_shutter_warp_is_bit_identical_to_numpy(h, w):
+    from evalsuite.devices._kernels import shear_warp
+    from evalsuite.devices.optics import _shear_warp_np
+
+    rng = np.random.default_rng(h * w)
+    img = rng.random((h, w, 3), dtype=np.float32)
+    for dx, dy in [(3.7, -1.2), (-0.4, 8.9), (0.0, 2.5), (25.0, -30.0)]:
+        out = np.empty((1, h, w, 3), dtype=np.float32)
+        shear_warp(img[None], 0, out, 0, dx, dy)
+        assert np.array_equal(out[0], _shear_warp_np(img, dx, dy)), (dx, dy)
+    # any strides: a channels-first batch's channels-last view
+    nchw = np.ascontiguousarray(img.transpose(2, 0, 1))[None]
+    out = np.empty((1, h, w, 3), dtype=np.float32)
+    shear_warp(nchw.transpose(0, 2, 3, 1), 0, out, 0, 1.5, -2.5)
+    assert np.array_equal(out[0], _shear_warp_np(img, 1.5, -2.5))
 
 
 # ----------------------------------------------------------------------------- sensor: Bayer, bits

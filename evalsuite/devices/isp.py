@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -123,10 +124,16 @@ class WhiteBalance(DeviceOp):
         """Linear RGB gains (unit luminance)."""
         return white_balance_gains(self.kelvin, self.reference_kelvin, self.tint)
 
+    @cached_property
+    def _gains32(self) -> np.ndarray:
+        return self.gains.astype(np.float32)
+
     def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
-        out = img * self.gains.astype(np.float32)
+        # rows times the gains tiled across them: NumPy broadcasts over a last axis of 3 slowly
+        h, w, _ = img.shape
+        out = np.multiply(img.reshape(h, 3 * w), np.tile(self._gains32, w))
         np.clip(out, 0.0, 1.0, out=out)
-        return out
+        return out.reshape(h, w, 3)
 
     def apply_torch(self, x: Any, ps: Any) -> Any:
         import torch

@@ -30,6 +30,7 @@ import numpy as np
 
 from evalsuite.devices.base import DeviceOp, Param
 from evalsuite.devices.kernels import conv_same_np, conv_same_torch, disk_kernel, line_half, line_kernel
+from evalsuite.parallel import numba_available
 
 
 @lru_cache(maxsize=32)
@@ -44,6 +45,13 @@ def vignetting_gain(h: int, w: int, fov_deg: float, strength: float) -> np.ndarr
     return (1.0 - strength * (1.0 - cos4)).astype(np.float32)
 
 
+@lru_cache(maxsize=32)
+def vignetting_gain_hwc(h: int, w: int, fov_deg: float, strength: float) -> np.ndarray:
+    """:func:`vignetting_gain` repeated per channel as an ``H x 3W`` plane: multiplying an
+    interleaved image's rows by it avoids NumPy's slow broadcast over a last axis of 3."""
+    return np.repeat(vignetting_gain(h, w, fov_deg, strength), 3, axis=1)
+
+
 class Vignetting(DeviceOp):
     """cos^4 illumination falloff of a lens with diagonal field of view ``fov``; see module docstring."""
 
@@ -56,9 +64,10 @@ class Vignetting(DeviceOp):
     ladder = {1: {"fov": 40.0}, 2: {"fov": 60.0}, 3: {"fov": 80.0}, 4: {"fov": 100.0}, 5: {"fov": 120.0}}
 
     def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
-        out = img * vignetting_gain(img.shape[0], img.shape[1], self.fov, self.strength)[:, :, None]
+        h, w, _ = img.shape
+        out = np.multiply(img.reshape(h, 3 * w), vignetting_gain_hwc(h, w, self.fov, self.strength))
         np.clip(out, 0.0, 1.0, out=out)
-        return out
+        return out.reshape(h, w, 3)
 
     def apply_torch(self, x: Any, ps: Any) -> Any:
         import torch
@@ -176,6 +185,18 @@ def _lerp_index(src: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1), frac
 
 
+def _shear_warp_np(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The rolling-shutter warp in NumPy (the reference of the compiled ``shear_warp``)."""
+    h, w = img.shape[:2]
+    src_rows, src_cols = _rolling_shutter_maps(h, w, dx, dy)
+    r0, r1, fr = _lerp_index(src_rows, h)
+    c0, c1, fc = _lerp_index(src_cols, w)
+    rows = img[r0] * (1.0 - fr)[:, None, None] + img[r1] * fr[:, None, None]
+    out = np.take_along_axis(rows, c0[:, :, None], axis=1) * (1.0 - fc)[:, :, None]
+    out += np.take_along_axis(rows, c1[:, :, None], axis=1) * fc[:, :, None]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 @lru_cache(maxsize=4096)
 def _cached_line_kernel(length_px: float, angle: float) -> np.ndarray:
     k = line_kernel(length_px, angle, line_half(length_px))
@@ -223,13 +244,14 @@ class MotionBlur(DeviceOp):
         h, w = img.shape[:2]
         dx, dy = p["shear"]
         if dx or dy:
-            src_rows, src_cols = _rolling_shutter_maps(h, w, dx, dy)
-            r0, r1, fr = _lerp_index(src_rows, h)
-            c0, c1, fc = _lerp_index(src_cols, w)
-            rows = img[r0] * (1.0 - fr)[:, None, None] + img[r1] * fr[:, None, None]
-            img = np.take_along_axis(rows, c0[:, :, None], axis=1) * (1.0 - fc)[:, :, None]
-            img += np.take_along_axis(rows, c1[:, :, None], axis=1) * fc[:, :, None]
-            img = np.ascontiguousarray(img, dtype=np.float32)
+            if numba_available():
+                from evalsuite.devices._kernels import shear_warp
+
+                warped = np.empty((1, h, w, 3), dtype=np.float32)
+                shear_warp(img[None], 0, warped, 0, float(dx), float(dy))
+                img = warped[0]
+            else:  # pragma: no cover - numba is a declared dependency
+                img = _shear_warp_np(img, dx, dy)
         out = conv_same_np(img, p["kernel"])
         np.clip(out, 0.0, 1.0, out=out)
         return out

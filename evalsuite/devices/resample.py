@@ -56,6 +56,48 @@ def nearest_index(n_in: int, n_out: int) -> np.ndarray:
     return np.clip(idx, 0, n_in - 1)
 
 
+@lru_cache(maxsize=64)
+def resample_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
+    """``n_out x n_in`` float64 weights of point-sampling interpolation along one axis (no
+    antialias): ``nearest`` (nearest-exact), ``bilinear`` (source ``(i + 0.5) n_in / n_out - 0.5``
+    clamped at 0, as torch and OpenCV), ``bicubic`` (Keys, a = -0.75, edge indices clamped) or
+    ``area`` (:func:`area_matrix`)."""
+    if method == "area":
+        return area_matrix(n_in, n_out).astype(np.float64)
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    scale = n_in / n_out
+    rows = np.arange(n_out)
+    if method == "nearest":
+        m[rows, nearest_index(n_in, n_out)] = 1.0
+        return m
+    src = (rows + 0.5) * scale - 0.5
+    if method == "bilinear":
+        src = np.maximum(src, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        frac = src - i0
+        np.add.at(m, (rows, i0), 1.0 - frac)
+        np.add.at(m, (rows, np.minimum(i0 + 1, n_in - 1)), frac)
+        return m
+    if method != "bicubic":
+        raise ValueError(f"no resampling matrix for {method!r}")
+    a = -0.75
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    for off in (-1, 0, 1, 2):
+        d = np.abs(t - off)
+        wgt = np.where(d <= 1.0, ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0,
+                       np.where(d < 2.0, ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a, 0.0))
+        np.add.at(m, (rows, np.clip(i0 + off, 0, n_in - 1)), wgt)
+    return m
+
+
+@lru_cache(maxsize=64)
+def round_trip_matrix(n: int, n_small: int, down: str, up: str) -> np.ndarray:
+    """``n x n`` float32 matrix of down-sampling to ``n_small`` then up-sampling back along one
+    axis (composed in float64): a resolution change without antialias is two matrix products."""
+    return (resample_matrix(n_small, n, up) @ resample_matrix(n, n_small, down)).astype(np.float32)
+
+
 def resize_np(img: np.ndarray, size: tuple[int, int], method: str, antialias: bool) -> np.ndarray:
     """Resize an ``H x W`` or ``H x W x C`` float32 image to ``size = (h, w)`` (see module docstring)."""
     import cv2
@@ -150,7 +192,14 @@ class ResolutionChange(DeviceOp):
             np.clip(out, 0.0, 1.0, out=out)
 
     def apply_torch(self, x: Any, ps: Any) -> Any:
+        import torch
+
         h, w = x.shape[2], x.shape[3]
         small = target_size(h, w, self.scale)
+        if not self.antialias:
+            # down and up along each axis are linear maps: one composed matrix per axis
+            mh = torch.from_numpy(round_trip_matrix(h, small[0], self.down, self.up)).to(x.device, x.dtype)
+            mw = torch.from_numpy(round_trip_matrix(w, small[1], self.down, self.up)).to(x.device, x.dtype)
+            return torch.matmul(mh, torch.matmul(x, mw.T)).clamp_(0.0, 1.0)
         y = resize_torch(x, small, self.down, self.antialias)
         return resize_torch(y, (h, w), self.up, False).clamp_(0.0, 1.0)

@@ -24,19 +24,15 @@ from typing import Any
 import numpy as np
 
 from evalsuite.jpeg.tensor import SUBSAMPLING_FACTORS, quant_tables
-from evalsuite.parallel import parallel_slices
+from evalsuite.parallel import numba_available, parallel_slices
 
 _lock = threading.Lock()
 _kernel: Any = None
 
 
 def available() -> bool:
-    """Whether numba can be imported."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a declared dependency
-        return False
-    return True
+    """Whether the kernel can run (numba can be imported)."""
+    return numba_available()
 
 
 def kernel() -> Any:
