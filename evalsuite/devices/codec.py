@@ -4,8 +4,8 @@ Images are rounded to 8 bits (as a device stores them), encoded, decoded and ret
 floats. JPEG's default ``libjpeg`` backend does not call a codec: :mod:`evalsuite.jpeg` redoes
 libjpeg-turbo's lossy steps with its integer arithmetic (a numba kernel on the CPU, tensor
 operations on a GPU), so the result is the image libjpeg-turbo would decode, bit for bit
-(checked against Pillow and OpenCV in the tests), without the lossless entropy coding that
-costs most of a real round trip. The codec backends remain: ``opencv`` calls
+(checked against Pillow and OpenCV in the tests), without the lossless entropy coding and the
+per-call codec set-up (several times faster on small images). The codec backends remain: ``opencv`` calls
 ``cv2.imencode``/``cv2.imdecode``: OpenCV and Pillow wrap the same libjpeg-turbo and libwebp and
 write byte-identical files for the same quality and chroma subsampling (checked in the tests
 against Pillow), but OpenCV's per-image overhead is several times lower (about 4x for 32 x 32
