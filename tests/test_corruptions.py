@@ -237,9 +237,10 @@ def test_libjpeg_codec_bit_identical_to_pillow(photo64, digits_data):
     imgs = np.stack([photo64[:32, :32], digits_data[0][3]])
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
     for sev in range(1, 6):
-        a = apply_jpeg_compression(x, sev, {}, codec="libjpeg")
         b = apply_jpeg_compression(x, sev, {}, codec="pil")
-        assert torch.equal(a, b), f"quality {JPEG_QUALITY[sev - 1]}"
+        for codec in ("libjpeg", "kernel", None):
+            a = apply_jpeg_compression(x, sev, {}, codec=codec)
+            assert torch.equal(a, b), f"{codec} at quality {JPEG_QUALITY[sev - 1]}"
 
 
 def _sequential_glass(q: np.ndarray, offsets: np.ndarray, delta: int) -> np.ndarray:

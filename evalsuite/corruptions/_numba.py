@@ -395,7 +395,15 @@ def _build_from_u8_hwc() -> Callable[..., Any]:
     return from_u8_hwc
 
 
+def _load_jpeg() -> Callable[..., Any]:
+    """evalsuite.jpeg's CPU kernel (compiled once per machine, cached on disk by numba)."""
+    from evalsuite.jpeg import cpu
+
+    return cpu.kernel()
+
+
 _BUILDERS: dict[str, Callable[[], Callable[..., Any]]] = {
+    "jpeg": _load_jpeg,
     "separable": _build_separable,
     "zoom_blur": _build_zoom_blur,
     "pixelate": _build_pixelate,

@@ -271,17 +271,21 @@ def jpeg_roundtrip_pil(img: np.ndarray, quality: int) -> np.ndarray:
 def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: str | None = None) -> torch.Tensor:
     """Encode and decode with libjpeg at the reference quality (4:2:0 chroma, islow DCT).
 
-    ``codec``: ``"libjpeg"`` (libjpeg-turbo on the CPU: bit-identical to the reference's
-    Pillow in the tests and faster; with numba, OpenCV's build runs per image on the shared
-    thread pool with numba kernels for the 8-bit conversions, else torchvision's),
-    ``"tensor"`` (libjpeg's lossy steps as batched integer tensor operations, on any device:
-    bit-identical to libjpeg too, see :mod:`evalsuite.jpeg.tensor`),
-    ``"pil"`` (Pillow, the reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec
-    for CUDA tensors; not bit-identical, see docs/corruptions.md). Default: tensor for CUDA
-    tensors, libjpeg on the CPU (Pillow when torchvision lacks its codec). The result is
-    exactly on the 8-bit grid.
+    ``codec``: ``"kernel"`` (libjpeg's lossy steps recomputed by :mod:`evalsuite.jpeg`'s numba
+    kernel on the CPU, per image on the shared thread pool: bit-identical to the reference's
+    Pillow in the tests, and the fastest CPU path), ``"libjpeg"`` (libjpeg-turbo itself on the
+    CPU: with numba, OpenCV's build per image on the shared thread pool with numba kernels for
+    the 8-bit conversions, else torchvision's), ``"tensor"`` (the lossy steps as batched integer
+    tensor operations, on any device, see :mod:`evalsuite.jpeg.tensor`), ``"pil"`` (Pillow, the
+    reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec for CUDA tensors; not
+    bit-identical, see docs/corruptions.md). Default: tensor for CUDA tensors; on the CPU the
+    kernel for small images (:func:`evalsuite.jpeg.cpu.kernel_is_faster`) in batches worth
+    compiling it (:func:`~evalsuite.corruptions._numba.worth_compiling`), else libjpeg (Pillow
+    when torchvision lacks its codec). The result is exactly on the 8-bit
+    grid.
     """
     from evalsuite.corruptions import _numba
+    from evalsuite.jpeg import cpu as jpeg_cpu
     from evalsuite.parallel import parallel_for
 
     q = JPEG_QUALITY[severity - 1]
@@ -289,17 +293,24 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     if codec is None:
         if x.device.type != "cpu":
             codec = "tensor"
+        elif _numba.worth_compiling("jpeg", x) and jpeg_cpu.kernel_is_faster(x.shape[2], x.shape[3]):
+            codec = "kernel"
         elif ops is not None:
             codec = "libjpeg"
         else:
             codec = "pil"
     n, _, h, w = x.shape
+    if codec == "kernel":
+        from evalsuite.jpeg import jpeg_roundtrip
+
+        _numba.kernel("jpeg")  # loads it, so later small batches use it too
+        return jpeg_roundtrip(x, q)
     if codec == "tensor":
         from evalsuite.jpeg.tensor import jpeg_roundtrip_levels
 
         return levels_to_unit(jpeg_roundtrip_levels(to_levels(x), q).to(x.dtype))
     if codec not in ("libjpeg", "pil", "nvjpeg"):
-        raise ValueError(f"unknown JPEG codec {codec!r}; valid: libjpeg, tensor, pil, nvjpeg")
+        raise ValueError(f"unknown JPEG codec {codec!r}; valid: kernel, libjpeg, tensor, pil, nvjpeg")
     if codec == "libjpeg" and _numba.worth_compiling("to_u8_hwc", x):
         # CPU: 8-bit conversion, encode, decode and conversion back per image on the shared
         # pool. OpenCV's libjpeg-turbo (same settings, bit-identical output in the tests)

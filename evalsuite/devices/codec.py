@@ -1,11 +1,13 @@
 """Lossy codecs: JPEG (libjpeg-turbo's arithmetic, or nvJPEG) and WebP (libwebp).
 
 Images are rounded to 8 bits (as a device stores them), encoded, decoded and returned as
-floats. JPEG's default ``libjpeg`` backend does not call a codec: :mod:`evalsuite.jpeg` redoes
+floats. JPEG's default ``libjpeg`` backend gives libjpeg-turbo's output by the fastest route:
+for small CPU images and on a GPU it calls no codec but :mod:`evalsuite.jpeg`, which redoes
 libjpeg-turbo's lossy steps with its integer arithmetic (a numba kernel on the CPU, tensor
-operations on a GPU), so the result is the image libjpeg-turbo would decode, bit for bit
-(checked against Pillow and OpenCV in the tests), without the lossless entropy coding and the
-per-call codec set-up (several times faster on small images). The codec backends remain: ``opencv`` calls
+operations on a GPU), bit for bit (checked against Pillow and OpenCV in the tests), without the
+lossless entropy coding and the per-call codec set-up (2.4x faster per image at 32 x 32);
+larger CPU images go through libjpeg-turbo itself (OpenCV), whose SIMD code is faster there.
+The codec backends remain: ``opencv`` calls
 ``cv2.imencode``/``cv2.imdecode``: OpenCV and Pillow wrap the same libjpeg-turbo and libwebp and
 write byte-identical files for the same quality and chroma subsampling (checked in the tests
 against Pillow), but OpenCV's per-image overhead is several times lower (about 4x for 32 x 32
@@ -48,12 +50,13 @@ def from_uint8(u8: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def cv2_roundtrip(rgb: np.ndarray, ext: str, params: list[int]) -> np.ndarray:
     """Encode an ``H x W x 3`` uint8 RGB image with OpenCV (which expects BGR) and decode it again.
 
-    The channel swap is a reversed view on the way in and ``IMREAD_COLOR_RGB`` on the way out
-    (OpenCV >= 4.10): no ``cvtColor``, whose internal thread dispatch costs more than the codec
-    itself on small images when the caller is already a pool worker."""
+    The channel swap on the way in is ``cvtColor`` (a reversed view costs OpenCV's binding an
+    element-wise copy: 0.26 ms against 0.007 ms at 224 x 224, and more per image at every size
+    from 32 x 32 up, measured in a pool worker); on the way out ``IMREAD_COLOR_RGB`` (OpenCV >=
+    4.10) decodes straight to RGB."""
     import cv2
 
-    ok, buf = cv2.imencode(ext, rgb[..., ::-1], params)
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {ext}")
     imread_rgb = _imread_rgb()
@@ -160,11 +163,13 @@ class Jpeg(DeviceOp):
         return pil_roundtrip(np.ascontiguousarray(rgb), "JPEG", quality=int(self.quality),
                              subsampling=_SUBSAMPLING[self.subsampling])
 
-    def _direct(self) -> bool:
-        """Whether this runs :mod:`evalsuite.jpeg`'s CPU kernel instead of a codec."""
+    def _direct(self, h: int, w: int) -> bool:
+        """Whether ``h x w`` CPU images run :mod:`evalsuite.jpeg`'s kernel instead of the codec
+        (``libjpeg`` backend: the kernel for small images, libjpeg-turbo through OpenCV for large
+        ones, whichever is faster; the output is the same)."""
         from evalsuite.jpeg import cpu
 
-        return self.backend == "libjpeg" and cpu.available()
+        return self.backend == "libjpeg" and cpu.kernel_is_faster(h, w)
 
     def apply_numpy(self, img: np.ndarray, p: Any) -> np.ndarray:
         out = np.empty(img.shape, dtype=np.float32)
@@ -172,7 +177,7 @@ class Jpeg(DeviceOp):
         return out
 
     def apply_numpy_into(self, img: np.ndarray, p: Any, out: np.ndarray) -> None:
-        if self._direct():
+        if self._direct(img.shape[0], img.shape[1]):
             from evalsuite.jpeg.cpu import jpeg_roundtrip_image
 
             jpeg_roundtrip_image(img, self.quality, self.subsampling, out=out)
@@ -196,7 +201,7 @@ class Jpeg(DeviceOp):
             u8 = (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
             decoded = self._torchvision(list(u8), x.device)
             return torch.stack(decoded).to(x.dtype) / 255.0
-        if self.backend == "libjpeg":
+        if self.backend == "libjpeg" and (x.device.type != "cpu" or self._direct(x.shape[2], x.shape[3])):
             from evalsuite.jpeg import jpeg_roundtrip
 
             return jpeg_roundtrip(x, self.quality, self.subsampling)

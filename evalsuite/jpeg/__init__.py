@@ -7,7 +7,7 @@ those lossy steps with libjpeg-turbo's integer arithmetic, so their output is th
 Pillow or OpenCV would return, bit for bit (checked against both in the tests):
 
 - :mod:`evalsuite.jpeg.cpu`: a compiled (numba) kernel, image by image on the shared thread
-  pool; the CPU path, several times faster than a codec library on small images.
+  pool; the CPU path for small images (2.4x faster than a codec library per image at 32 x 32).
 - :mod:`evalsuite.jpeg.tensor`: batched integer tensor operations on any device; the GPU path.
 
 :func:`jpeg_roundtrip` picks between them by the batch's device.

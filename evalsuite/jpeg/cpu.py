@@ -6,9 +6,8 @@ RGB->YCbCr, edge padding, chroma downsampling, the "islow" forward DCT, quantisa
 dequantisation, the "islow" inverse DCT with its range limit, "fancy" upsampling and fixed-point
 YCbCr->RGB, with libjpeg's integer arithmetic. Only the entropy coding in between, which is
 lossless, is left out. For small images, where a codec call's set-up costs more than the pixels
-it codes, this is several times faster than a real encode and decode (about 4x at 32 x 32); at
-224 x 224 it costs about as much CPU per image as libjpeg-turbo's SIMD codec (measured in
-``docs/devices.md``).
+it codes, this is faster than a real encode and decode (2.4x per image at 32 x 32); from about
+64 x 64 up libjpeg-turbo's SIMD codec is faster (:data:`KERNEL_MAX_PIXELS`).
 
 The kernel takes and returns float images in [0, 1] (``N x H x W x 3``, any strides), so the
 8-bit rounding on the way in (``round_half_even(255 x)``, clipped) and the exact ``k / 255`` on
@@ -29,6 +28,16 @@ from evalsuite.parallel import numba_available, parallel_slices
 
 _lock = threading.Lock()
 _kernel: Any = None
+#: Above this many pixels per image libjpeg-turbo's SIMD codec (through OpenCV) codes an image in
+#: less CPU time than the kernel (measured, one thread, qualities 15-92, per image: the kernel is
+#: 2.3-2.4x faster at 32 x 32, 1.35-1.65x at 48 x 48, 0.8-1.4x at 64-80 px, 0.55-1.4x at 96-128
+#: px). Both give the same output, so callers switch by size.
+KERNEL_MAX_PIXELS = 64 * 64
+
+
+def kernel_is_faster(h: int, w: int) -> bool:
+    """Whether the kernel beats a real codec for ``h x w`` images (and numba is available)."""
+    return h * w <= KERNEL_MAX_PIXELS and available()
 
 
 def available() -> bool:
