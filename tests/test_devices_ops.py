@@ -419,6 +419,21 @@ def test_compiled_rolling_shutter_warp_is_bit_identical_to_numpy(h, w):
     assert np.array_equal(out[0], _shear_warp_np(img, 1.5, -2.5))
 
 
+def test_batched_motion_blur_warp_is_bit_identical_to_torch_gathers():
+    from unittest import mock
+
+    from evalsuite.devices import optics
+    from evalsuite.devices.base import sample_chain_params
+
+    x = scene(5, 17, 30)
+    for length, readout in ((0.02, 0.25), (0.1, 2.0), (0.05, 0.0)):
+        op = make_op("motion_blur", length=length, readout_ratio=readout)
+        ps = sample_chain_params([op], ids(5), 0, "k", (17, 30))[0]
+        compiled = op.apply_torch(x, ps)
+        with mock.patch.object(optics, "numba_available", lambda: False):
+            assert torch.equal(compiled, op.apply_torch(x, ps)), (length, readout)
+
+
 # ----------------------------------------------------------------------------- sensor: Bayer, bits
 
 

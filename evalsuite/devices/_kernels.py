@@ -3,11 +3,12 @@
 - :func:`shear_warp`: the rolling-shutter warp of ``motion_blur`` (a bilinear resampling whose
   source row and column shift with the output row). NumPy's gathers cost about 5 ms per
   224 x 224 image; the kernel does the same float32 arithmetic in the same order, so its
-  result is bit-identical (checked in the tests against :func:`~evalsuite.devices.optics._shear_warp_np`).
+  result is bit-identical (checked in the tests against :func:`~evalsuite.devices.optics._shear_warp_np`
+  and the torch path's gathers). :func:`shear_warp_batch` runs it over a slice of a batch.
 
 Images are ``N x H x W x 3`` float32 arrays of any strides, so one compilation serves every
-layout. Compiled on first use and cached on disk by numba. (Small images run on the batched
-torch path, whose vectorised shifted sums beat a per-pixel kernel; measured in this session.)
+layout. Compiled on first use and cached on disk by numba. (The PSF itself stays with OpenCV
+and torch's vectorised shifted sums: per-pixel numba convolutions were slower, measured.)
 """
 
 from __future__ import annotations
@@ -46,3 +47,19 @@ def shear_warp(src, si, dst, di, dx, dy):  # pragma: no cover - compiled
                 a = src[si, r0, c0, ch] * gr + src[si, r1, c0, ch] * fr
                 b = src[si, r0, c1, ch] * gr + src[si, r1, c1, ch] * fr
                 dst[di, y, x, ch] = a * gc + b * fc
+
+
+@njit(f"void({_IMG}, {_IMG}, float64[:, :], int64, int64)", nogil=True, cache=True)
+def shear_warp_batch(src, dst, shear, lo, hi):  # pragma: no cover - compiled
+    """:func:`shear_warp` of images ``lo..hi-1`` (``shear[n] = (dx, dy)``), image ``n`` into image
+    ``n`` of ``dst``; images without shear are copied."""
+    _, h, w, c = src.shape
+    for n in range(lo, hi):
+        dx, dy = shear[n, 0], shear[n, 1]
+        if dx != 0.0 or dy != 0.0:
+            shear_warp(src, n, dst, n, dx, dy)
+        else:
+            for y in range(h):
+                for x in range(w):
+                    for ch in range(c):
+                        dst[n, y, x, ch] = src[n, y, x, ch]
