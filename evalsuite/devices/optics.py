@@ -197,6 +197,43 @@ def _shear_warp_np(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def _shear_warp_batch(x: Any, shear: Any) -> Any:
+    """The compiled warp over slices of a CPU batch (``shear``: ``N x 2`` float64 (dx, dy))."""
+    import torch
+
+    from evalsuite.devices._kernels import shear_warp_batch
+
+    src = x.detach().to(torch.float32)
+    warped = torch.empty_like(src)
+    src_v, dst_v, sh = src.permute(0, 2, 3, 1).numpy(), warped.permute(0, 2, 3, 1).numpy(), shear.numpy()
+    parallel_slices(lambda lo, hi: shear_warp_batch(src_v, dst_v, sh, lo, hi), x.shape[0])
+    return warped.to(x.dtype)
+
+
+def _shear_warp_torch(x: Any, shear: Any) -> Any:
+    """The warp on any device: the maps of :func:`_rolling_shutter_maps` for the whole batch,
+    then separable bilinear gathers (bit-identical to the compiled warp on the CPU)."""
+    import torch
+
+    n, c, h, w = x.shape
+    t = torch.arange(h, dtype=torch.float64) / max(h - 1, 1) - 0.5
+    src_rows = torch.arange(h, dtype=torch.float64)[None, :] - shear[:, 1:2] * t[None, :]
+    src_cols = torch.arange(w, dtype=torch.float64)[None, None, :] - (shear[:, 0:1] * t[None, :])[:, :, None]
+
+    def lerp(src: Any, size: int) -> tuple[Any, Any, Any]:
+        i0 = torch.floor(src)
+        frac = (src - i0).to(x.dtype).to(x.device)
+        i0 = i0.to(torch.int64)
+        return i0.clamp(0, size - 1).to(x.device), (i0 + 1).clamp(0, size - 1).to(x.device), frac
+
+    r0, r1, fr = lerp(src_rows, h)
+    c0, c1, fc = lerp(src_cols, w)
+    rows = x.gather(2, r0[:, None, :, None].expand(n, c, h, w)) * (1.0 - fr)[:, None, :, None]
+    rows = rows + x.gather(2, r1[:, None, :, None].expand(n, c, h, w)) * fr[:, None, :, None]
+    out = rows.gather(3, c0[:, None].expand(n, c, h, w)) * (1.0 - fc)[:, None]
+    return out + rows.gather(3, c1[:, None].expand(n, c, h, w)) * fc[:, None]
+
+
 @lru_cache(maxsize=4096)
 def _cached_line_kernel(length_px: float, angle: float) -> np.ndarray:
     k = line_kernel(length_px, angle, line_half(length_px))
@@ -259,34 +296,8 @@ class MotionBlur(DeviceOp):
     def apply_torch(self, x: Any, ps: Any) -> Any:
         import torch
 
-        n, c, h, w = x.shape
         shear = torch.tensor([p["shear"] for p in ps], dtype=torch.float64)
-        if bool((shear != 0).any()) and x.device.type == "cpu" and numba_available():
-            # the compiled warp over slices of the batch (bit-identical to the gathers below)
-            from evalsuite.devices._kernels import shear_warp_batch
-
-            src = x.detach().to(torch.float32)
-            warped = torch.empty_like(src)
-            src_v, dst_v, sh = src.permute(0, 2, 3, 1).numpy(), warped.permute(0, 2, 3, 1).numpy(), shear.numpy()
-            parallel_slices(lambda lo, hi: shear_warp_batch(src_v, dst_v, sh, lo, hi), n)
-            x = warped.to(x.dtype)
-        elif bool((shear != 0).any()):
-            # The maps of _rolling_shutter_maps for the whole batch, then separable bilinear gathers.
-            t = torch.arange(h, dtype=torch.float64) / max(h - 1, 1) - 0.5
-            src_rows = torch.arange(h, dtype=torch.float64)[None, :] - shear[:, 1:2] * t[None, :]
-            src_cols = torch.arange(w, dtype=torch.float64)[None, None, :] - (shear[:, 0:1] * t[None, :])[:, :, None]
-
-            def lerp(src: Any, size: int) -> tuple[Any, Any, Any]:
-                i0 = torch.floor(src)
-                frac = (src - i0).to(x.dtype).to(x.device)
-                i0 = i0.to(torch.int64)
-                return i0.clamp(0, size - 1).to(x.device), (i0 + 1).clamp(0, size - 1).to(x.device), frac
-
-            r0, r1, fr = lerp(src_rows, h)
-            c0, c1, fc = lerp(src_cols, w)
-            rows = x.gather(2, r0[:, None, :, None].expand(n, c, h, w)) * (1.0 - fr)[:, None, :, None]
-            rows = rows + x.gather(2, r1[:, None, :, None].expand(n, c, h, w)) * fr[:, None, :, None]
-            x = rows.gather(3, c0[:, None].expand(n, c, h, w)) * (1.0 - fc)[:, None]
-            x = x + rows.gather(3, c1[:, None].expand(n, c, h, w)) * fc[:, None]
+        if bool((shear != 0).any()):
+            x = _shear_warp_batch(x, shear) if x.device.type == "cpu" and numba_available() else _shear_warp_torch(x, shear)
         kernels = torch.from_numpy(np.stack([p["kernel"] for p in ps]))
         return conv_same_torch(x, kernels).clamp_(0.0, 1.0)
