@@ -241,12 +241,10 @@ _kernel: Any = None
 
 
 def available() -> bool:
-    """Whether numba can be imported."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a declared dependency
-        return False
-    return True
+    """Whether numba can be imported (:func:`evalsuite.parallel.numba_available`)."""
+    from evalsuite.parallel import numba_available
+
+    return numba_available()
 
 
 def kernel() -> Any:

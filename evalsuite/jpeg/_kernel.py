@@ -24,6 +24,7 @@ from evalsuite.jpeg.tensor import (
     F_2_053,
     F_2_562,
     F_3_072,
+    IDCT_RANGE_LIMIT,
     PASS1_BITS,
     SCALEBITS,
     _fix,
@@ -39,9 +40,7 @@ fy = [_fix(v, SCALEBITS) for v in (0.29900, 0.58700, 0.11400, 0.16874, 0.33126, 
 fx = [_fix(v, SCALEBITS) for v in (1.40200, 1.77200, 0.71414, 0.34414)]
 y_r, y_g, y_b, cb_r, cb_g, c_half, cr_g, cr_b = fy
 r_cr, b_cb, g_cr, g_cb = fx
-_i = np.arange(1024, dtype=np.int64)
-#: ``sample_range_limit + CENTERJSAMPLE`` indexed by ``x & 1023`` (jdmaster.c)
-limit = np.where(_i < 128, _i + 128, np.where(_i < 512, 255, np.where(_i < 896, 0, _i - 896))).astype(np.int64)
+limit = IDCT_RANGE_LIMIT
 unit = np.arange(256, dtype=np.float32) / np.float32(255.0)  # k / 255, correctly rounded
 scale = np.float32(255.0)
 

@@ -66,12 +66,11 @@ def jpeg_roundtrip_nhwc(src: np.ndarray, quality: int, subsampling: str = "4:2:0
         raise ValueError(f"expected an N x H x W x 3 array, got shape {src.shape}")
     if src.dtype != np.float32:
         raise ValueError(f"expected float32 images, got {src.dtype}")
-    hs, vs = SUBSAMPLING_FACTORS[subsampling]
-    ql, qc = _tables(int(quality))
+    args = _kernel_args(int(quality), subsampling)
     if out is None:
         out = np.empty(src.shape, dtype=np.float32)
     fn = kernel()
-    parallel_slices(lambda lo, hi: fn(src, out, ql, qc, hs, vs, lo, hi), src.shape[0])
+    parallel_slices(lambda lo, hi: fn(src, out, *args, lo, hi), src.shape[0])
     return out
 
 
@@ -80,16 +79,16 @@ def jpeg_roundtrip_image(img: np.ndarray, quality: int, subsampling: str = "4:2:
     callers that already run per image on the thread pool)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.float32:
         raise ValueError(f"expected a float32 H x W x 3 image, got {img.dtype} {img.shape}")
-    hs, vs = SUBSAMPLING_FACTORS[subsampling]
-    luma, chroma = _tables(int(quality))
     if out is None:
         out = np.empty(img.shape, dtype=np.float32)
-    kernel()(img[None], out[None], luma, chroma, hs, vs, 0, 1)
+    kernel()(img[None], out[None], *_kernel_args(int(quality), subsampling), 0, 1)
     return out
 
 
-@lru_cache(maxsize=128)
-def _tables(quality: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quantisation tables of ``quality`` as int64 arrays (natural order)."""
+@lru_cache(maxsize=256)
+def _kernel_args(quality: int, subsampling: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The kernel's (luma table, chroma table, hs, vs): quantisation tables of ``quality`` as
+    int64 arrays in natural order, and the luma sampling factors of ``subsampling``."""
     luma, chroma = quant_tables(quality)
-    return np.asarray(luma, dtype=np.int64), np.asarray(chroma, dtype=np.int64)
+    hs, vs = SUBSAMPLING_FACTORS[subsampling]
+    return np.asarray(luma, dtype=np.int64), np.asarray(chroma, dtype=np.int64), hs, vs

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 __all__ = ["SUBSAMPLING_FACTORS", "jpeg_roundtrip_levels", "quant_tables"]
@@ -156,12 +157,20 @@ def _pass(x: torch.Tensor, maps: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return (pre + rounding) >> shifts
 
 
+def _range_limit_table() -> np.ndarray:
+    """``sample_range_limit + CENTERJSAMPLE`` indexed by ``x & 1023`` (jdmaster.c), int64."""
+    i = np.arange(1024, dtype=np.int64)
+    return np.where(i < 128, i + 128, np.where(i < 512, 255, np.where(i < 896, 0, i - 896))).astype(np.int64)
+
+
+#: The inverse DCT's output range limit (shared with the CPU kernel).
+IDCT_RANGE_LIMIT = _range_limit_table()
+
+
 @lru_cache(maxsize=8)
 def _idct_limit(device: str) -> torch.Tensor:
-    """``sample_range_limit + CENTERJSAMPLE`` indexed by ``x & 1023`` (jdmaster.c)."""
-    i = torch.arange(1024, dtype=torch.int64)
-    table = torch.where(i < 128, i + 128, torch.where(i < 512, 255, torch.where(i < 896, 0, i - 896)))
-    return table.to(device)
+    """:data:`IDCT_RANGE_LIMIT` on ``device``."""
+    return torch.from_numpy(IDCT_RANGE_LIMIT).to(device)
 
 
 def _blocks(plane: torch.Tensor) -> torch.Tensor:
