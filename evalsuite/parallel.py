@@ -4,7 +4,7 @@ Condition generators on the CPU split a batch into per-image work items when the
 release the GIL (OpenCV, NumPy, Pillow, libjpeg, numba ``nogil`` functions): images then run
 in parallel on ``torch.get_num_threads()`` workers, the same budget torch's own kernels use, so
 ``--threads``-style settings govern every path. One pool serves every module, so nested users
-cannot multiply the thread count.
+cannot multiply the thread count; a pool worker that asks for workers runs the work inline.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import numpy as np
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+#: ``inside`` is set while a thread runs work for the pool: nested calls then run inline, since
+#: waiting on the (fully busy) pool from one of its own workers could deadlock.
+_LOCAL = threading.local()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -40,9 +43,12 @@ def numba_available() -> bool:
 
 
 def worker_count(n: int) -> int:
-    """How many threads to use for ``n`` images: ``torch.get_num_threads()``, at most ``n``."""
+    """How many threads to use for ``n`` images: ``torch.get_num_threads()``, at most ``n``
+    (one inside work the pool already runs)."""
     import torch
 
+    if getattr(_LOCAL, "inside", False):
+        return 1
     return max(1, min(int(n), int(torch.get_num_threads()), os.cpu_count() or 1))
 
 
@@ -55,6 +61,8 @@ def parallel_for(fn: Callable[[int], None], n: int, workers: int | None = None) 
     if n <= 0:
         return
     workers = worker_count(n) if workers is None else max(1, min(int(workers), n))
+    if getattr(_LOCAL, "inside", False):
+        workers = 1
     if workers == 1:
         for i in range(n):
             fn(i)
@@ -62,8 +70,12 @@ def parallel_for(fn: Callable[[int], None], n: int, workers: int | None = None) 
     bounds = np.linspace(0, n, workers + 1).round().astype(int)
 
     def run(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            fn(i)
+        _LOCAL.inside = True
+        try:
+            for i in range(lo, hi):
+                fn(i)
+        finally:
+            _LOCAL.inside = False
 
     futures = [_pool().submit(run, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
     for f in futures:

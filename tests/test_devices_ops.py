@@ -118,20 +118,43 @@ def test_batched_resolution_change_matches_opencv_per_image(h, w):
     x = torch.from_numpy(rng.random((3, 3, h, w), dtype=np.float32))
     for down in ("nearest", "bilinear", "bicubic", "area"):
         for up in ("nearest", "bilinear", "bicubic"):
-            for scale in (0.15, 0.375, 0.7):
-                op = make_op("resolution", scale=scale, down=down, up=up, space="linear")
-                tol = 1e-5 if "bicubic" in (down, up) else 1e-6
-                torch.testing.assert_close(op(x, backend="torch"), op(x, backend="numpy"), atol=tol, rtol=0,
-                                           msg=f"{down} -> {up} at {scale}")
+            for aa in ((False, True) if down in ("bilinear", "bicubic") else (False,)):
+                for scale in (0.15, 0.375, 0.7):
+                    op = make_op("resolution", scale=scale, down=down, up=up, antialias=aa, space="linear")
+                    tol = 1e-5 if "bicubic" in (down, up) else 1e-6
+                    torch.testing.assert_close(op(x, backend="torch"), op(x, backend="numpy"), atol=tol, rtol=0,
+                                               msg=f"{down} (antialias {aa}) -> {up} at {scale}")
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+def test_antialias_matrix_matches_pillow_and_torch(method):
+    """The antialiased down-sampling weights reproduce Pillow's resize and torch's
+    ``antialias=True`` on random planes, shrinking by several factors (and at factor 1, where
+    torch still applies its antialias kernel to an axis that does not shrink)."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from evalsuite.devices.resample import antialias_matrix
+
+    res = Image.Resampling.BILINEAR if method == "bilinear" else Image.Resampling.BICUBIC
+    rng = np.random.default_rng(7)
+    for (h, w), (oh, ow) in (((48, 40), (21, 17)), ((32, 32), (13, 32)), ((30, 7), (4, 3)), ((9, 9), (1, 2))):
+        plane = rng.random((h, w), dtype=np.float32)
+        got = antialias_matrix(h, oh, method) @ plane.astype(np.float64) @ antialias_matrix(w, ow, method).T
+        ref = np.asarray(Image.fromarray(plane, mode="F").resize((ow, oh), resample=res))
+        np.testing.assert_allclose(got, ref, atol=2e-6, err_msg=f"{(h, w)} -> {(oh, ow)}")
+        t = F.interpolate(torch.from_numpy(plane)[None, None], size=(oh, ow), mode=method, align_corners=False,
+                          antialias=True)[0, 0].numpy()
+        np.testing.assert_allclose(got, t, atol=2e-6, err_msg=f"torch {(h, w)} -> {(oh, ow)}")
 
 
 def test_area_resampling_matches_opencv_inter_area():
     import cv2
 
-    from evalsuite.devices.resample import resize_torch
+    from evalsuite.devices.resample import area_matrix
 
     x = scene(2, 45, 37)
-    got = resize_torch(x, (17, 13), "area", False)
+    got = torch.from_numpy(area_matrix(45, 17)) @ x @ torch.from_numpy(area_matrix(37, 13)).T
     for i in range(2):
         for c in range(3):
             ref = cv2.resize(x[i, c].numpy(), (13, 17), interpolation=cv2.INTER_AREA)
@@ -140,18 +163,6 @@ def test_area_resampling_matches_opencv_inter_area():
     board = torch.from_numpy((np.indices((16, 16)).sum(0) % 2).astype(np.float32))[None, None].repeat(1, 3, 1, 1)
     out = make_op("resolution", scale=0.5, down="area", up="nearest")(board)
     torch.testing.assert_close(out, torch.full_like(board, 0.5), atol=1e-6, rtol=0)
-
-
-def test_antialiased_resampling_matches_pillow():
-    from PIL import Image
-
-    from evalsuite.devices.resample import resize_torch
-
-    x = scene(1, 48, 40)
-    for method, res in (("bilinear", Image.Resampling.BILINEAR), ("bicubic", Image.Resampling.BICUBIC)):
-        got = resize_torch(x, (21, 17), method, True)[0, 1].numpy()
-        ref = np.asarray(Image.fromarray(x[0, 1].numpy(), mode="F").resize((17, 21), resample=res))
-        np.testing.assert_allclose(got, ref, atol=2e-5)
 
 
 def test_resolution_ladder_loses_more_detail_with_severity():

@@ -91,11 +91,46 @@ def resample_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
     return m
 
 
+def _pillow_filter(method: str, x: np.ndarray) -> np.ndarray:
+    """Pillow's (and torch's antialias) filter kernels: triangle, or Keys cubic with a = -0.5."""
+    x = np.abs(x)
+    if method == "bilinear":
+        return np.where(x < 1.0, 1.0 - x, 0.0)
+    a = -0.5
+    return np.where(x < 1.0, ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0,
+                    np.where(x < 2.0, (((x - 5.0) * x + 8.0) * x - 4.0) * a, 0.0))
+
+
 @lru_cache(maxsize=64)
-def round_trip_matrix(n: int, n_small: int, down: str, up: str) -> np.ndarray:
+def antialias_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
+    """``n_out x n_in`` float64 weights of antialiased ``bilinear``/``bicubic`` resampling along
+    one axis, as Pillow's ``resize`` and torch's ``antialias=True`` compute them: the filter is
+    stretched by the down factor (at least 1), each row's taps span ``center +- support`` truncated
+    to the image, and the row is normalised to sum to 1."""
+    if method not in ("bilinear", "bicubic"):
+        raise ValueError(f"no antialiased resampling for {method!r}")
+    scale = n_in / n_out
+    stretch = max(scale, 1.0)
+    support = (1.0 if method == "bilinear" else 2.0) * stretch
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), n_in)
+        j = np.arange(lo, hi)
+        wgt = _pillow_filter(method, (j - center + 0.5) / stretch)
+        total = wgt.sum()
+        m[i, lo:hi] = wgt / total if total != 0.0 else wgt
+    return m
+
+
+@lru_cache(maxsize=64)
+def round_trip_matrix(n: int, n_small: int, down: str, up: str, antialias: bool = False) -> np.ndarray:
     """``n x n`` float32 matrix of down-sampling to ``n_small`` then up-sampling back along one
-    axis (composed in float64): a resolution change without antialias is two matrix products."""
-    return (resample_matrix(n_small, n, up) @ resample_matrix(n, n_small, down)).astype(np.float32)
+    axis (composed in float64): a resolution change is two matrix products. ``antialias`` uses
+    :func:`antialias_matrix` for the down-sampling (``bilinear``/``bicubic`` only)."""
+    shrink = antialias_matrix(n, n_small, down) if antialias else resample_matrix(n, n_small, down)
+    return (resample_matrix(n_small, n, up) @ shrink).astype(np.float32)
 
 
 def resize_np(img: np.ndarray, size: tuple[int, int], method: str, antialias: bool) -> np.ndarray:
@@ -122,22 +157,6 @@ def resize_np(img: np.ndarray, size: tuple[int, int], method: str, antialias: bo
         ]
         return np.stack(out, axis=-1).reshape((h, w) + img.shape[2:]).astype(np.float32, copy=False)
     return cv2.resize(img, (w, h), interpolation=getattr(cv2, _CV2_FLAGS[method]))
-
-
-def resize_torch(x: Any, size: tuple[int, int], method: str, antialias: bool) -> Any:
-    """Batched equivalent of :func:`resize_np` for an ``N x C x H x W`` tensor."""
-    import torch
-    import torch.nn.functional as F
-
-    h, w = size
-    if method == "area":
-        mh = torch.from_numpy(area_matrix(x.shape[2], h)).to(x.device, x.dtype)
-        mw = torch.from_numpy(area_matrix(x.shape[3], w)).to(x.device, x.dtype)
-        return torch.matmul(torch.matmul(mh, x), mw.T)
-    if method == "nearest":
-        return F.interpolate(x, size=(h, w), mode="nearest-exact")
-    aa = bool(antialias and (h < x.shape[2] or w < x.shape[3]))
-    return F.interpolate(x, size=(h, w), mode=method, align_corners=False, antialias=aa)
 
 
 class ResolutionChange(DeviceOp):
@@ -196,10 +215,9 @@ class ResolutionChange(DeviceOp):
 
         h, w = x.shape[2], x.shape[3]
         small = target_size(h, w, self.scale)
-        if not self.antialias:
-            # down and up along each axis are linear maps: one composed matrix per axis
-            mh = torch.from_numpy(round_trip_matrix(h, small[0], self.down, self.up)).to(x.device, x.dtype)
-            mw = torch.from_numpy(round_trip_matrix(w, small[1], self.down, self.up)).to(x.device, x.dtype)
-            return torch.matmul(mh, torch.matmul(x, mw.T)).clamp_(0.0, 1.0)
-        y = resize_torch(x, small, self.down, self.antialias)
-        return resize_torch(y, (h, w), self.up, False).clamp_(0.0, 1.0)
+        # down and up along each axis are linear maps: one composed matrix per axis. Antialias,
+        # as in Pillow and torch, filters both axes once either shrinks.
+        aa = bool(self.antialias and (small[0] < h or small[1] < w))
+        mh = torch.from_numpy(round_trip_matrix(h, small[0], self.down, self.up, aa)).to(x.device, x.dtype)
+        mw = torch.from_numpy(round_trip_matrix(w, small[1], self.down, self.up, aa)).to(x.device, x.dtype)
+        return torch.matmul(mh, torch.matmul(x, mw.T)).clamp_(0.0, 1.0)
