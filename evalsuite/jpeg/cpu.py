@@ -17,7 +17,6 @@ a batch runs on the shared thread pool (:func:`evalsuite.parallel.parallel_slice
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 from typing import Any
 
@@ -26,8 +25,6 @@ import numpy as np
 from evalsuite.jpeg.tensor import SUBSAMPLING_FACTORS, quant_tables
 from evalsuite.parallel import numba_available, parallel_slices
 
-_lock = threading.Lock()
-_kernel: Any = None
 #: Above this many pixels per image libjpeg-turbo's SIMD codec (through OpenCV) codes an image in
 #: less CPU time than the kernel (measured, one thread, qualities 15-92, per image: the kernel is
 #: 2.3-2.4x faster at 32 x 32, 1.35-1.65x at 48 x 48, 0.8-1.4x at 64-80 px, 0.55-1.4x at 96-128
@@ -46,14 +43,11 @@ def available() -> bool:
 
 
 def kernel() -> Any:
-    """The compiled batch kernel (compiled once per process, thread-safe)."""
-    global _kernel
-    with _lock:
-        if _kernel is None:
-            from evalsuite.jpeg._kernel import roundtrip
+    """The compiled batch kernel (imported on first use: numba loads it from its disk cache, or
+    compiles it once; Python's import lock makes that thread-safe)."""
+    from evalsuite.jpeg._kernel import roundtrip
 
-            _kernel = roundtrip
-        return _kernel
+    return roundtrip
 
 
 def jpeg_roundtrip_nhwc(src: np.ndarray, quality: int, subsampling: str = "4:2:0", out: np.ndarray | None = None) -> np.ndarray:
