@@ -38,6 +38,9 @@ class RunConfig:
     sample: int | None = None
     resume: bool = False
     skip_bad_images: bool = False
+    max_image_pixels: int = 64_000_000  # = evalsuite.data.guards.DEFAULT_MAX_IMAGE_PIXELS (no numpy import here)
+    follow_symlinks: bool = False
+    allow_baseline_mismatch: bool = False
     checkpoint: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -45,8 +48,22 @@ class RunConfig:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
+        # Every field is checked against its type hint (one loader for all option mappings), so a
+        # config file's ``seed: "zero"`` or ``resume: "no"`` is an error, never a silent cast.
+        import typing
+
+        from evalsuite.options import coerce
+
+        for name in ("model_overrides", "suite_overrides"):
+            if getattr(self, name) is None:
+                setattr(self, name, {})
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2**63:
+            raise UsageError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
         for name in ("limit", "sample"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -55,6 +72,8 @@ class RunConfig:
             raise UsageError("use either --limit or --sample, not both")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {self.workers}")
+        if self.cache_limit_mb < 0:
+            raise UsageError(f"cache_limit_mb must be >= 0, got {self.cache_limit_mb}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:
@@ -72,14 +91,17 @@ class RunConfig:
             return cls(**data)
         except TypeError as exc:
             raise UsageError(f"run config {path}: {exc}") from None
+        except UsageError as exc:
+            raise UsageError(f"run config {path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def read_yaml(path: str | Path, what: str, error: type[EvalsuiteError] = UsageError) -> Any:
-    """Parse a YAML file; every failure is a one-line ``error`` naming ``what`` and the path."""
-    import yaml
+    """Parse a YAML file with :func:`evalsuite.safe_yaml.safe_load` (alias, depth, size limits,
+    duplicate keys refused); every failure is a one-line ``error`` naming ``what`` and the path."""
+    from evalsuite.safe_yaml import MAX_BYTES, YamlError, safe_load
 
     p = Path(path)
     if not p.exists():
@@ -87,13 +109,17 @@ def read_yaml(path: str | Path, what: str, error: type[EvalsuiteError] = UsageEr
     if not p.is_file():
         raise error(f"{what} is not a file: {p}")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise error(f"{what} {p} is not valid YAML{where}") from None
+        if p.stat().st_size > MAX_BYTES:
+            raise error(f"{what} {p} is larger than {MAX_BYTES // (1024 * 1024)} MiB; refused")
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise error(f"{what} {p} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    try:
+        return safe_load(text)
+    except YamlError as exc:
+        raise error(f"{what} {p}: {exc}") from None
 
 
 def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
@@ -108,9 +134,11 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def preset_names() -> list[str]:
-    """Names of the suite presets shipped in ``evalsuite/presets``."""
+    """Names of the suite presets shipped in ``evalsuite/presets`` (``policy-*.yaml`` there are policies)."""
     return sorted(
-        p.name[: -len(".yaml")] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml")
+        p.name[: -len(".yaml")]
+        for p in resources.files(PRESET_PACKAGE).iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith("policy-")
     )
 
 

@@ -16,15 +16,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
-from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from evalsuite.errors import UsageError
+from evalsuite.options import build, to_plain
 from evalsuite.registry import did_you_mean
 
 RECIPE_PACKAGE = "training.recipes"
@@ -409,7 +407,7 @@ class Recipe:
             raise UsageError("AugMix's JSD loss and adversarial training cannot be combined in one recipe")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        return to_plain(self)
 
     def training_hash(self) -> str:
         """Hash of everything that changes the trained weights (resume refuses a different one)."""
@@ -422,87 +420,13 @@ class Recipe:
 
 
 # --------------------------------------------------------------------------------------- loading
-def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _parse_number(value: Any, where: str, kind: type) -> Any:
-    if isinstance(value, bool):
-        raise UsageError(f"{where} must be a number, got {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(Fraction(text)) if "/" in text else float(text)
-        except (ValueError, ZeroDivisionError):
-            raise UsageError(f"{where} must be a number (or a fraction such as 8/255), got {value!r}") from None
-    if not isinstance(value, (int, float)):
-        raise UsageError(f"{where} must be a number, got {type(value).__name__}")
-    if kind is int:
-        if float(value) != int(value):
-            raise UsageError(f"{where} must be an integer, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], where)
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            return tp()
-        if not isinstance(value, dict):
-            raise UsageError(f"{where} must be a mapping, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if value is None:
-        raise UsageError(f"{where} may not be null")
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise UsageError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp in (int, float):
-        return _parse_number(value, where, tp)
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise UsageError(f"{where} must be a string, got {value!r}")
-        return str(value)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise UsageError(f"{where} must be a list, got {value!r}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UsageError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    return value
-
-
 def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        key = str(key).replace("-", "_")
-        where = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise UsageError(f"unknown recipe key {where!r}{did_you_mean(key, names)}; valid here: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], where)
-    return cls(**kwargs)
+    return build(cls, data, prefix, what="recipe key")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'optim.lr=0.01'`` -> (``['optim', 'lr']``, ``0.01``); the value is parsed as YAML."""
-    import yaml
+    from evalsuite.safe_yaml import YamlError, safe_load
 
     if "=" not in text:
         raise UsageError(f"override {text!r} must look like section.key=value (e.g. optim.lr=0.01)")
@@ -511,8 +435,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise UsageError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = safe_load(raw) if raw.strip() else None
+    except YamlError:
         value = raw
     return key.split("."), value
 

@@ -155,21 +155,9 @@ def parse_profiles(doc: Any, source: str) -> dict[str, Profile]:
 
 
 def _read_yaml(path: Path, source: str) -> Any:
-    import yaml
+    from evalsuite.config import read_yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"device profiles file not found: {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read device profiles file {source}: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{source}: invalid YAML{at}: {problem}") from None
+    return read_yaml(path, "device profiles file")
 
 
 def load_profiles_file(path: str | Path) -> dict[str, Profile]:
