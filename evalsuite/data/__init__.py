@@ -4,6 +4,7 @@
 - :func:`resolve_labels` -- raw labels -> the model's class indices (unknown labels are an error);
 - :func:`select` -- ``--limit`` / ``--sample`` (seeded, stratified);
 - :func:`iter_batches` / :func:`load_images` -- threaded decoding + resize/crop -> uint8 NHWC.
+- :mod:`evalsuite.data.guards` -- pixel and byte limits, and the data-root rule for symbolic links.
 
 Heavy imports (Pillow, pandas, scikit-learn) happen inside the functions that need them.
 """
