@@ -8,7 +8,7 @@
 :func:`load_model` returns a :class:`~evalsuite.models.base.Model`; :func:`inspect_model`
 returns what was found (for ``evalsuite inspect``). ``overrides`` carries command-line flags
 (``input_size``, ``resize``, ``interpolation``, ``mean``, ``std``, ``class_names``,
-``channel_order``, ``num_classes``); ``None`` values mean "not given". Flags win over a sidecar
+``channel_order``, ``num_classes``, ``outputs``); ``None`` values mean "not given". Flags win over a sidecar
 JSON, which wins over metadata inside the file (see :mod:`evalsuite.models.metadata`).
 Heavy libraries are imported only when a model of their kind is loaded.
 """
@@ -67,8 +67,15 @@ def load_model(
     Raises :class:`~evalsuite.errors.ModelError` (one line) for a missing or unreadable file, a
     model evalsuite cannot drive (several inputs, wrong rank or channels), missing preprocessing
     metadata, or a checkpoint that is not a plain state dict; :class:`UsageError` for bad flags.
+    A model declaring ``outputs: probabilities`` comes wrapped so that ``predict`` returns
+    log-probabilities (:mod:`evalsuite.models.outputs`).
     """
-    spec = str(spec)
+    from evalsuite.models.outputs import apply_declared_kind
+
+    return apply_declared_kind(_load(str(spec), device=device, checkpoint=checkpoint, overrides=overrides))
+
+
+def _load(spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> Model:
     kind = _kind(spec)
     from evalsuite.models.torch_models import check_checkpoint_use
 

@@ -24,8 +24,13 @@ from typing import Any
 from evalsuite.errors import ModelError, UsageError
 
 METADATA_KEY = "evalsuite.preprocessing"
-FIELDS = ("input_size", "resize", "interpolation", "mean", "std", "channel_order", "class_names", "temperature", "extra")
-OVERRIDE_KEYS = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "num_classes")
+FIELDS = (
+    "input_size", "resize", "interpolation", "mean", "std", "channel_order", "class_names", "temperature", "outputs",
+    "extra",
+)
+OVERRIDE_KEYS = (
+    "input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "num_classes", "outputs",
+)
 REQUIRED = ("input_size", "mean", "std")
 DEFAULTS: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "channel_order": "RGB", "temperature": 1.0}
 HOW_TO_SUPPLY = "--input-size/--mean/--std (and --resize/--interpolation/--class-names)"
@@ -91,19 +96,23 @@ def _input_size(source: str, value: Any) -> tuple[int, int]:
 
 
 def _class_names(source: str, value: Any) -> tuple[str, ...]:
+    """Names from a list, a JSON-list string or a comma-separated string -- never from a file.
+
+    Metadata and sidecars are data: a string that looks like a path (``/etc/passwd``) is one
+    class name, not a file to open. Reading names from a file is the command line's
+    ``--class-names @FILE`` (:func:`read_class_names_file`), which the user asks for.
+    """
     if isinstance(value, str):
-        p = Path(value)
-        if p.is_file():
-            text = p.read_text(encoding="utf-8")
+        text = value.strip()
+        loaded: Any = None
+        if text.startswith("["):
             try:
                 loaded = json.loads(text)
-            except json.JSONDecodeError:
-                loaded = [line.strip() for line in text.splitlines() if line.strip()]
-            value = loaded
-        else:
-            value = [v.strip() for v in value.split(",")]
+            except (json.JSONDecodeError, RecursionError):
+                raise _bad(source, "class_names", value, "a JSON list of names or a comma-separated string") from None
+        value = loaded if loaded is not None else [v.strip() for v in value.split(",")]
     if not isinstance(value, (list, tuple)) or not value:
-        raise _bad(source, "class_names", value, "a non-empty list of names (or a comma-separated string / file)")
+        raise _bad(source, "class_names", value, "a non-empty list of names (or a comma-separated string)")
     names = tuple(str(v) for v in value)
     if any(n == "" for n in names):
         raise _bad(source, "class_names", value, "non-empty names")
@@ -112,6 +121,38 @@ def _class_names(source: str, value: Any) -> tuple[str, ...]:
         if n in seen:
             raise _bad(source, "class_names", n, "unique names (listed twice)")
         seen.add(n)
+    return names
+
+
+MAX_CLASS_NAMES_FILE = 16 * 1024 * 1024
+
+
+def read_class_names_file(path: str | Path) -> list[str]:
+    """Class names from a user-named text file (``--class-names @FILE``): one per line, blanks ignored.
+
+    Only the command line reaches this: a file is read because the user named it, never
+    because a model's metadata did. Raises :class:`UsageError` (one line) when the file is
+    missing, unreadable, not UTF-8 text, larger than 16 MiB or holds no names.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"--class-names @{path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"--class-names @{path}: is a directory, expected a text file with one name per line")
+    try:
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CLASS_NAMES_FILE + 1)
+    except OSError as exc:
+        raise UsageError(f"--class-names @{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CLASS_NAMES_FILE:
+        raise UsageError(f"--class-names @{path}: larger than {MAX_CLASS_NAMES_FILE // 2**20} MiB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"--class-names @{path}: not UTF-8 text") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise UsageError(f"--class-names @{path}: holds no class names (expected one per line)")
     return names
 
 
@@ -173,6 +214,11 @@ def normalise(values: Mapping[str, Any], source: str, *, allowed: Sequence[str] 
             out[key] = t
         elif key == "num_classes":
             out[key] = _positive_int(source, key, value)
+        elif key == "outputs":  # logits (the contract) or probabilities (see evalsuite.models.outputs)
+            v = str(value).strip().lower()
+            if v not in ("logits", "probabilities"):
+                raise _bad(source, key, value, "logits or probabilities")
+            out[key] = v
         elif key == "extra":
             if not isinstance(value, dict):
                 raise _bad(source, key, value, "a JSON object")

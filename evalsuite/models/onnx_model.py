@@ -340,6 +340,8 @@ def load_onnx(path: str | Path, *, device: str = "auto", overrides: dict[str, An
         extra["ignored_outputs"] = [o.name for o in session.get_outputs()[1:]]
     if v.get("extra"):
         extra["metadata_extra"] = v["extra"]
+    if v.get("outputs"):
+        extra["outputs"] = v["outputs"]
     info = ModelInfo(
         input_size=tuple(v["input_size"]),
         mean=tuple(v["mean"]),

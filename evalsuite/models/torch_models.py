@@ -23,6 +23,8 @@ padding dropped), like a fixed-batch ONNX model.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import math
 import warnings
@@ -182,6 +184,8 @@ def _build(
     info_extra = {"metadata_fields": dict(res.sources), "fixed_batch": fixed_batch, **(extra or {})}
     if v.get("extra"):
         info_extra["metadata_extra"] = v["extra"]
+    if v.get("outputs"):
+        info_extra["outputs"] = v["outputs"]
     info = ModelInfo(
         input_size=tuple(v["input_size"]),
         mean=tuple(v["mean"]),
@@ -267,12 +271,15 @@ def load_exported(path: str | Path, *, device: str, overrides: dict[str, Any] | 
     """A ``torch.export`` program (``.pt2``); a static input shape gives input size and batch size."""
     import torch
 
+    from evalsuite.models.pt2_archive import read_checked_pt2
+
     path = Path(path)
+    data = read_checked_pt2(path)  # refuses pickled payloads, native code, non-operator calls
     extra_files = {METADATA_KEY: ""}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.export.load(str(path), extra_files=extra_files)
+            program = torch.export.load(io.BytesIO(data), extra_files=extra_files)
     except Exception as exc:
         raise ModelError(f"not a torch.export program: {path} ({one_line(exc, 160)})") from None
     user_inputs = list(program.graph_signature.user_inputs)
@@ -304,7 +311,8 @@ def load_exported(path: str | Path, *, device: str, overrides: dict[str, Any] | 
     shape_txt = [int(d) if isinstance(d, int) else str(d) for d in shape]
     found = _found("torch.export", str(path), res, device, inputs=[{"name": user_inputs[0], "shape": shape_txt}],
                    outputs=[], sidecar=_sidecar_name(path))
-    return _build(network, res, fmt="torch.export", source=str(path), sha256=file_sha256(path), device=device,
+    sha256 = hashlib.sha256(data).hexdigest()  # of the bytes that were checked and loaded
+    return _build(network, res, fmt="torch.export", source=str(path), sha256=sha256, device=device,
                   exported=True, fixed_batch=fixed_batch, extra={"input_shape": shape_txt}, found=found)
 
 
@@ -376,6 +384,22 @@ def _classifier_width(name: str, state: dict[str, Any]) -> int | None:
     return int(weight.shape[0])
 
 
+def check_state_dtypes(state: dict[str, Any], expected: dict[str, Any], what: str) -> None:
+    """Refuse integer/bool tensors for floating-point parameters or buffers.
+
+    ``load_state_dict`` copies with a cast, so quantised or corrupted integer weights would load
+    silently as whole numbers. Buffers that the module itself keeps as integers (BatchNorm's
+    ``num_batches_tracked``) are compared with the module's own dtype and still load.
+    """
+    for key, want in expected.items():
+        got = state[key]
+        if want.is_floating_point() and not got.is_floating_point():
+            raise ModelError(
+                f"{what}: tensor {key!r} is {str(got.dtype).replace('torch.', '')} but the model expects "
+                f"{str(want.dtype).replace('torch.', '')}; refusing to cast non-float weights silently"
+            )
+
+
 def load_timm(
     name: str,
     *,
@@ -428,6 +452,7 @@ def load_timm(
     ]
     if mismatched:
         raise ModelError(f"checkpoint {ckpt} does not fit {spec}: shape mismatch {_few(mismatched, 3)}")
+    check_state_dtypes(state, expected, f"checkpoint {ckpt}")
     network.load_state_dict(state, strict=True)
     cfg = resolve_data_config({}, model=network)
     h, w = int(cfg["input_size"][1]), int(cfg["input_size"][2])
