@@ -146,14 +146,18 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` so that ``path`` either keeps its old content or has all of the new."""
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` either keeps its old content or has all of the new.
+
+    The temporary file sits beside the target (same filesystem, so the rename is atomic), is
+    synced before the rename and gets the mode a plain ``open()`` would have given.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; results are meant to be shared
@@ -161,6 +165,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def dumps(results: dict[str, Any]) -> str:
@@ -210,6 +219,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{p} is not valid JSON ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise ResultsError(f"{p} is nested too deeply to be a results document") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{p} does not hold a results object")
     version = str(data.get("schema_version", ""))

@@ -11,14 +11,20 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import mimetypes
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Undefined
+
 from evalsuite.gates import FAIL, PASS, SKIP, WARN, GateOutcome, verdict
 from evalsuite.results import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 SECTION_ORDER = ("clean", "corruption", "device", "adversarial", "calibration", "slices")
@@ -26,7 +32,7 @@ SECTION_ORDER = ("clean", "corruption", "device", "adversarial", "calibration", 
 
 def fmt(x: Any, digits: int = 3) -> str:
     """A number for people: ``n/a`` for missing, ints as ints, floats to ``digits`` significant."""
-    if x is None:
+    if x is None or isinstance(x, Undefined):
         return "n/a"
     if isinstance(x, bool):
         return str(x)
@@ -43,6 +49,8 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 def pct(x: Any, digits: int = 1) -> str:
     """0.9123 -> '91.2%'."""
+    if x is None or isinstance(x, Undefined):
+        return "n/a"
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -82,7 +90,7 @@ def _outcome_rows(outcomes: list[GateOutcome]) -> list[dict[str, Any]]:
 
 def render_scorecard(results: dict[str, Any], outcomes: list[GateOutcome], base_dir: Path) -> str:
     """The scorecard HTML; ``base_dir`` is where artifacts referenced by results live."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
     from evalsuite.report import svg
 
@@ -91,6 +99,8 @@ def render_scorecard(results: dict[str, Any], outcomes: list[GateOutcome], base_
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        # results.json is input (hand-edited, older, partial): a missing key renders as absent
+        undefined=ChainableUndefined,
     )
     base_dir = Path(base_dir)
 
@@ -108,28 +118,50 @@ def render_scorecard(results: dict[str, Any], outcomes: list[GateOutcome], base_
         return f"data:{mime};base64,{base64.b64encode(p.read_bytes()).decode('ascii')}"
 
     metrics = results.get("metrics", {})
+    report = results.get("report", {})
     names = [n for n in SECTION_ORDER if n in metrics] + [n for n in metrics if n not in SECTION_ORDER and n != "sanity"]
+    counts = {s: sum(1 for o in outcomes if o.status == s) for s in (PASS, WARN, FAIL, SKIP)}
+    context = {
+        "results": results,
+        "verdict": verdict(outcomes) if outcomes else PASS,
+        "gates": _outcome_rows(outcomes),
+        "counts": counts,
+        "svg": svg,
+        "img": img,
+        "fmt": fmt,
+        "pct": pct,
+        "ci": ci,
+        "report": report,
+        "metrics_all": metrics,
+    }
     sections = []
     for name in names:
         tpl = f"sections/{name}.html.j2"
         if (TEMPLATE_DIR / tpl).exists():
-            sections.append({"name": name, "template": tpl})
-    counts = {s: sum(1 for o in outcomes if o.status == s) for s in (PASS, WARN, FAIL, SKIP)}
-    template = env.get_template("scorecard.html.j2")
-    return template.render(
-        results=results,
-        verdict=verdict(outcomes) if outcomes else PASS,
-        gates=_outcome_rows(outcomes),
-        counts=counts,
-        sections=sections,
-        svg=svg,
-        img=img,
-        fmt=fmt,
-        pct=pct,
-        ci=ci,
-        report=results.get("report", {}),
-        metrics_all=metrics,
-    )
+            html = _render_section(env, tpl, name, {**context, "section": report.get(name, {}), "metrics": metrics.get(name, {})})
+            sections.append({"name": name, "html": html})
+    return env.get_template("scorecard.html.j2").render(**context, sections=sections)
+
+
+def _render_section(env: Any, template: str, name: str, context: dict[str, Any]) -> Any:
+    """One suite's section; a results.json that lacks what the section draws gets a visible notice.
+
+    results.json is an input to ``evalsuite report`` (it may be hand-edited, truncated by a newer
+    tool or written by an older one), so a missing table is the file's problem, not ours: the
+    scorecard says which section could not be drawn and why, and the gates still decide.
+    """
+    from jinja2 import TemplateError
+    from markupsafe import Markup, escape
+
+    try:
+        return Markup(env.get_template(template).render(**context))
+    except (TemplateError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        log.warning("scorecard: the %s section could not be drawn from results.json (%s)", name, exc)
+        return Markup(
+            f'<h2>{escape(name.capitalize())}</h2><p class="notice"><strong>Not drawn:</strong> results.json lacks '
+            f"the report data this section needs ({escape(type(exc).__name__)}: {escape(str(exc))}). "
+            "The metrics and gates above are unaffected.</p>"
+        )
 
 
 def render_junit(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
@@ -169,12 +201,54 @@ def render_junit(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
         else:
             out = ET.SubElement(case, "system-out")
             out.text = f"{o.status}: {o.message}"
+    _sanitize_xml_tree(suite)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
 
+# Characters XML 1.0 cannot carry at all (not even as references): ElementTree writes them
+# verbatim and the file no longer parses, so every CI's JUnit reader would drop the report.
+_XML_INVALID = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029]")
+_MD_PUNCT = re.compile(r"([\\`*_\[\]|~])")
+
+
+def _xml_safe(text: str) -> str:
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _sanitize_xml_tree(root: ET.Element) -> None:
+    for el in root.iter():
+        el.attrib = {k: _xml_safe(v) for k, v in el.attrib.items()}
+        if el.text:
+            el.text = _xml_safe(el.text)
+
+
 def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """User text (gate names, class names, paths) as inert Markdown on one table row.
+
+    Markdown lets raw HTML through, and a name from a policy or a model reaches a pull-request
+    comment: so ``&<>`` become entities, Markdown punctuation is backslash-escaped (no links,
+    emphasis, headings or code spans) and control characters and newlines become spaces.
+    """
+    s = _CONTROL.sub(" ", str(text))
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_PUNCT.sub(r"\\\1", s)
+
+
+def _md_code(text: Any) -> str:
+    """User text as a one-line Markdown code span (literal: no HTML, no emphasis).
+
+    The fence is one backtick longer than the longest run inside, so no content closes it;
+    ``|`` is still escaped because GitHub splits table cells before it parses code spans.
+    """
+    s = _CONTROL.sub(" ", str(text)).replace("|", "\\|")
+    if not s.strip():
+        return "` `" if not s else f"`{s}`"
+    longest = max((len(m) for m in re.findall("`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def render_summary(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
@@ -186,8 +260,8 @@ def render_summary(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
     lines = [
         f"## evalsuite: {icon[v]}",
         "",
-        f"Model `{_md_cell(Path(str(model.get('source', ''))).name)}` on `{_md_cell(data.get('name', ''))}` "
-        f"({data.get('n', 0)} samples).",
+        f"Model {_md_code(Path(str(model.get('source', ''))).name)} on {_md_code(data.get('name', ''))} "
+        f"({_md_cell(data.get('n', 0))} samples).",
         "",
         "| Status | Gate | Metric | Value | Threshold |",
         "|---|---|---|---|---|",
@@ -195,18 +269,20 @@ def render_summary(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
     for o in outcomes:
         value = fmt(o.value, 4) if o.value is not None else "n/a"
         lines.append(
-            f"| {icon[o.status]} | {_md_cell(o.gate.name)} | `{_md_cell(o.gate.metric)}` "
+            f"| {icon[o.status]} | {_md_cell(o.gate.name)} | {_md_code(o.gate.metric)} "
             f"({o.gate.bound.replace('_', ' ')}) | {value} | {_md_cell(o.gate.threshold_text())} |"
         )
     clean = results.get("metrics", {}).get("clean", {})
     acc = clean.get("accuracy")
-    if acc:
-        lines += ["", f"Clean accuracy: **{pct(acc.get('value'))}** (95% CI {ci(acc)}, n={acc.get('n')})."]
+    if isinstance(acc, dict):
+        lines += ["", f"Clean accuracy: **{pct(acc.get('value'))}** (95% CI {ci(acc)}, n={_md_cell(acc.get('n'))})."]
     prov = results.get("provenance", {})
     lines += [
         "",
-        f"<sub>model sha256 `{str(prov.get('model_sha256', ''))[:12]}` · data `{str(prov.get('data_fingerprint', ''))[:12]}` · "
-        f"config `{str(prov.get('config_hash', ''))[:12]}` · seed {prov.get('seed')} · {_md_cell(prov.get('device', ''))} · "
+        f"<sub>model sha256 {_md_code(str(prov.get('model_sha256', ''))[:12])} · "
+        f"data {_md_code(str(prov.get('data_fingerprint', ''))[:12])} · "
+        f"config {_md_code(str(prov.get('config_hash', ''))[:12])} · seed {_md_cell(prov.get('seed'))} · "
+        f"{_md_cell(prov.get('device', ''))} · "
         f"{fmt(prov.get('seconds'))} s</sub>",
         "",
     ]
