@@ -16,15 +16,20 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evalsuite.config import RunConfig, config_hash, resolve_suites
 from evalsuite.errors import UsageError
 from evalsuite.gates import Gate, GateOutcome, evaluate, exit_code, load_policy
+from evalsuite.metric_specs import MetricSpec
 from evalsuite.results import SCHEMA_VERSION, atomic_write_text, load_results, write_results
 from evalsuite.stats import metric
+
+if TYPE_CHECKING:
+    from evalsuite.conditions import Condition
+    from evalsuite.suites.base import RunContext, Suite
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +105,48 @@ def load_clean_options(config: RunConfig) -> dict[str, Any]:
     return resolve_suites(config).get("clean", {})
 
 
-def _ensure_out_dir(path: Path) -> None:
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} exists and is not a folder")
+# Settings that cannot change a number (a resume under another batch size or pixel limit is the same run).
+UNHASHED = frozenset({"batch_size", "max_image_pixels"})
 
 
-def run(config: RunConfig) -> RunOutcome:
-    """Evaluate ``config.model`` on ``config.data`` with the configured suites; write all outputs."""
+@dataclass
+class RunPlan:
+    """Everything a run needs, checked before the first prediction (see :func:`plan_run`)."""
+
+    config: RunConfig
+    gates: list[Gate]
+    policy_origin: str
+    baseline: dict[str, Any] | None
+    suites: list[Any]
+    device: str
+    model: Any
+    dataset: Any
+    labels: np.ndarray
+    resolved: dict[str, Any]
+    config_hash: str
+    source: Any
+    context: Any
+    conditions: list[Any]
+    specs: list[MetricSpec]
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Validate every input of a run and build its conditions; nothing is written.
+
+    Policy, baseline, suites and their options, model, data, labels, the output folder and the
+    metric paths every gate names are all checked here, so a mistake costs a second and exit 2,
+    never minutes of predictions followed by an error.
+    """
     from evalsuite.conditions import CleanCondition
     from evalsuite.data import open_dataset, resolve_labels, select
+    from evalsuite.gates import check_baseline_matches, check_policy
     from evalsuite.models import load_model
     from evalsuite.models.device import resolve_device
-    from evalsuite.predictions import PredictionStore
-    from evalsuite.report import write_reports
-    from evalsuite.runner import ImageSource, run_conditions
-    from evalsuite.suites.base import PredictionSet, RunContext
+    from evalsuite.run_folder import RunFolder
+    from evalsuite.runner import ImageSource
+    from evalsuite.suites.base import RunContext
 
-    started = _now()
-    t_start = time.perf_counter()
-    out_dir = Path(config.out_dir)
-    _ensure_out_dir(out_dir)
-
-    # 1. Validate everything the user gave before touching the output folder.
+    RunFolder(config.out_dir, resume=config.resume).check()
     policy_gates, policy_origin = load_policy(config.policy)
     baseline = load_results(config.baseline) if config.baseline else None
     suites, suite_options = build_suites(config)
@@ -129,10 +154,11 @@ def run(config: RunConfig) -> RunOutcome:
     # The unresolved spec: under ``auto`` an ONNX model without onnxruntime's CUDA provider runs on
     # the CPU while perturbations still use the GPU; an explicit ``cuda`` without it is an error.
     model = load_model(config.model, device=config.device, checkpoint=config.checkpoint, overrides=config.model_overrides or None)
-    dataset = open_dataset(config.data, skip_bad_images=config.skip_bad_images)
+    check_batch_memory(config.batch_size, tuple(model.info.input_size))
+    dataset = open_dataset(config.data, skip_bad_images=config.skip_bad_images,
+                           max_image_pixels=config.max_image_pixels, follow_symlinks=config.follow_symlinks)
     dataset = select(dataset, limit=config.limit, sample=config.sample, seed=config.seed)
     labels = resolve_labels(dataset, list(model.info.class_names))
-
     resolved = {
         "model": config.model,
         "data": config.data,
@@ -146,32 +172,16 @@ def run(config: RunConfig) -> RunOutcome:
         "limit": config.limit,
         "sample": config.sample,
         "skip_bad_images": config.skip_bad_images,
+        "max_image_pixels": config.max_image_pixels,
+        "follow_symlinks": config.follow_symlinks,
         "checkpoint": config.checkpoint,
         "model_overrides": config.model_overrides,
     }
-    chash = config_hash({k: v for k, v in resolved.items() if k not in ("batch_size",)})
-
-    source = ImageSource(
-        dataset,
-        model.info,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        skip_bad=config.skip_bad_images,
-        cache_limit_mb=config.cache_limit_mb,
-    )
-    ctx = RunContext(
-        model=model,
-        dataset=dataset,
-        labels=labels,
-        out_dir=out_dir,
-        seed=config.seed,
-        device=device,
-        batch_size=config.batch_size,
-        baseline=baseline,
-        progress=bool(config.progress),
-        image_source=source.get,
-        suites=suites,
-    )
+    source = ImageSource(dataset, model.info, batch_size=config.batch_size, workers=config.workers,
+                         skip_bad=config.skip_bad_images, cache_limit_mb=config.cache_limit_mb)
+    ctx = RunContext(model=model, dataset=dataset, labels=labels, out_dir=Path(config.out_dir), seed=config.seed,
+                     device=device, batch_size=config.batch_size, baseline=baseline, progress=bool(config.progress),
+                     image_source=source.get)
     conditions = [CleanCondition()]
     owner: dict[str, str] = {"clean": "clean"}
     for suite in suites[1:]:
@@ -180,10 +190,79 @@ def run(config: RunConfig) -> RunOutcome:
                 raise UsageError(f"condition {cond.key!r} is produced by both {owner[cond.key]} and {suite.name}")
             owner[cond.key] = suite.name
             conditions.append(cond)
+    specs = declared_metric_specs(ctx, suites, conditions)
+    check_policy(policy_gates, specs, baseline)
+    if baseline is not None:
+        check_baseline_matches(baseline, fingerprint=dataset.fingerprint,
+                               conditions={c.key: dict(c.params) for c in conditions},
+                               allow_mismatch=config.allow_baseline_mismatch, origin=str(config.baseline))
+    return RunPlan(config, policy_gates, policy_origin, baseline, suites, device, model, dataset, labels, resolved,
+                   config_hash({k: v for k, v in resolved.items() if k not in UNHASHED}), source, ctx, conditions, specs)
 
-    # 2. Compute predictions (each condition saved as it completes: the resume unit).
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.json", json.dumps(resolved, indent=2, default=str) + "\n")
+
+def check_batch_memory(batch_size: int, input_size: tuple[int, int]) -> None:
+    """Refuse a batch whose float32 tensors alone could not fit in this machine's memory.
+
+    A batch lives as uint8 NHWC, float32 NCHW and a few perturbed copies at once; eight float32
+    copies is a conservative bound. An absurd ``--input-size`` or ``--batch-size`` is then a
+    one-line exit 2, not a ``MemoryError`` minutes later.
+    """
+    h, w = input_size
+    need = batch_size * h * w * 3 * 4 * 8
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total:
+        raise UsageError(
+            f"a batch of {batch_size} images at {h}x{w} needs about {need / 2**30:.1f} GiB, more than this machine's "
+            f"{total / 2**30:.1f} GiB; lower --batch-size or check --input-size/--resize"
+        )
+
+
+def run(config: RunConfig) -> RunOutcome:
+    """Evaluate ``config.model`` on ``config.data`` with the configured suites; write all outputs.
+
+    Every input is validated first (:func:`plan_run`); then every output is written into a
+    staging folder under an exclusive lock on ``--out`` and moved into place whole at the end
+    (:class:`evalsuite.run_folder.RunFolder`), so ``--out`` never holds a mix of two runs.
+    """
+    from evalsuite.report import write_reports
+    from evalsuite.run_folder import RunFolder
+
+    started = _now()
+    t_start = time.perf_counter()
+    plan = plan_run(config)
+    out_dir = Path(config.out_dir)
+    with RunFolder(out_dir, resume=config.resume) as folder:
+        staging = folder.staging
+        plan.context.out_dir = staging
+        try:
+            atomic_write_text(staging / "config.json", json.dumps(plan.resolved, indent=2, default=str) + "\n")
+            results = _evaluate(plan, staging, started, t_start)
+            outcomes = evaluate(results, plan.gates, plan.baseline)
+            write_results(results, staging / "results.json")
+            atomic_write_text(staging / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2) + "\n")
+            write_reports(results, outcomes, staging)
+        except (OSError, MemoryError) as exc:
+            from evalsuite.errors import RunEnvironmentError
+            from evalsuite.run_folder import describe_os_error
+
+            what = "not enough memory" if isinstance(exc, MemoryError) else describe_os_error(exc, "write the run's outputs")
+            raise RunEnvironmentError(
+                f"{what}; --resume continues from the predictions already computed once the cause is fixed"
+            ) from None
+        folder.commit()
+    return RunOutcome(exit_code(outcomes), out_dir, results, outcomes)
+
+
+def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dict[str, Any]:
+    """Predictions for every condition (stored in ``staging``), then every suite's summary."""
+    from evalsuite.predictions import PredictionStore
+    from evalsuite.runner import run_conditions
+    from evalsuite.suites.base import PredictionSet
+
+    config, model, dataset, source = plan.config, plan.model, plan.dataset, plan.source
     source.scan()
     if len(source.valid) == 0:
         raise UsageError("no image of the dataset could be read")
@@ -194,56 +273,43 @@ def run(config: RunConfig) -> RunOutcome:
         "preprocessing": model.info.to_dict(),
         "valid": int(len(source.valid)),
     }
-    store = PredictionStore(out_dir / "predictions", run_identity)
-    runs = run_conditions(
-        conditions,
-        source=source,
-        model=model,
-        labels=labels,
-        ids=dataset.ids,
-        seed=config.seed,
-        device=device,
-        batch_size=config.batch_size,
-        store=store,
-        resume=config.resume,
-        run_context=ctx,
-    )
+    store = PredictionStore(staging / "predictions", run_identity)
+    runs = run_conditions(plan.conditions, source=source, model=model, labels=plan.labels, ids=dataset.ids,
+                          seed=config.seed, device=plan.device, batch_size=config.batch_size, store=store,
+                          resume=config.resume, run_context=plan.context)
     preds = PredictionSet({k: r.predictions for k, r in runs.items()})
     suite_seconds: dict[str, float] = {}
-    for cond in conditions:
+    for cond in plan.conditions:
         suite_seconds[cond.suite] = suite_seconds.get(cond.suite, 0.0) + runs[cond.key].seconds
-
-    # 3. Summaries from stored predictions.
     metrics: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
     report: dict[str, Any] = {}
-    for suite in suites:
+    for suite in plan.suites:
         t0 = time.perf_counter()
-        output = suite.summarize(ctx, preds)
+        output = suite.summarize(plan.context, preds)
         suite_seconds[suite.name] = suite_seconds.get(suite.name, 0.0) + (time.perf_counter() - t0)
         metrics[suite.name] = output.metrics
         report[suite.name] = output.report
         checks.extend(output.checks)
     metrics["sanity"], sanity_checks = sanity_metrics(preds, len(dataset), len(source.bad))
-    checks = sanity_checks + checks
-
-    results = {
+    provenance = {
+        "model_sha256": model.info.sha256,
+        "data_fingerprint": dataset.fingerprint,
+        "config_hash": plan.config_hash,
+        "packages": package_versions(),
+        "device": _device_description(plan.device) + _model_device_note(plan.device, model),
+        "host": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "seed": config.seed,
+        "started_at": started,
+        "finished_at": _now(),
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "suite_seconds": {k: round(v, 3) for k, v in suite_seconds.items()},
+        "resumed_conditions": [k for k, r in runs.items() if r.resumed],
+    }
+    return {
         "schema_version": SCHEMA_VERSION,
         "evalsuite_version": package_versions().get("evalsuite") or "unknown",
-        "provenance": {
-            "model_sha256": model.info.sha256,
-            "data_fingerprint": dataset.fingerprint,
-            "config_hash": chash,
-            "packages": package_versions(),
-            "device": _device_description(device) + _model_device_note(device, model),
-            "host": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-            "seed": config.seed,
-            "started_at": started,
-            "finished_at": _now(),
-            "seconds": round(time.perf_counter() - t_start, 3),
-            "suite_seconds": {k: round(v, 3) for k, v in suite_seconds.items()},
-            "resumed_conditions": [k for k, r in runs.items() if r.resumed],
-        },
+        "provenance": provenance,
         "model": model.info.to_dict(),
         "data": {
             "name": dataset.name,
@@ -252,25 +318,26 @@ def run(config: RunConfig) -> RunOutcome:
             "fingerprint": dataset.fingerprint,
             "skipped_bad_images": [str(dataset.ids[i]) for i in source.bad],
             "columns": sorted(dataset.columns),
-            "class_counts": np.bincount(labels[source.valid], minlength=model.info.num_classes).tolist(),
+            "class_counts": np.bincount(plan.labels[source.valid], minlength=model.info.num_classes).tolist(),
         },
-        "config": resolved,
+        "config": plan.resolved,
         "conditions": {
             k: {"suite": r.predictions.suite, "params": r.predictions.params, "n": len(r.predictions),
                 "seconds": round(r.seconds, 3)}
             for k, r in runs.items()
         },
         "metrics": metrics,
-        "checks": checks,
+        "checks": sanity_checks + checks,
         "report": report,
     }
 
-    # 4. Results, gates and reports, each written atomically.
-    outcomes = evaluate(results, policy_gates, baseline)  # unknown metric paths fail before any write
-    write_results(results, out_dir / "results.json")
-    atomic_write_text(out_dir / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2) + "\n")
-    write_reports(results, outcomes, out_dir)
-    return RunOutcome(exit_code(outcomes), out_dir, results, outcomes)
+
+def declared_metric_specs(ctx: RunContext, suites: list[Suite], conditions: list[Condition]) -> list[MetricSpec]:
+    """Every gate path this run can produce: each suite's declaration plus the run's sanity block."""
+    specs = [MetricSpec("sanity.nonfinite_logits", ci=False), MetricSpec("sanity.skipped_bad_images", ci=False)]
+    for suite in suites:
+        specs += suite.metric_specs(ctx, conditions)
+    return specs
 
 
 def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -295,10 +362,19 @@ def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any]
     return metrics, checks
 
 
-def regate(results_path: str | Path, policy: str | None, baseline: str | None) -> tuple[dict[str, Any], list[GateOutcome]]:
+def regate(
+    results_path: str | Path, policy: str | None, baseline: str | None, *, allow_mismatch: bool = False
+) -> tuple[dict[str, Any], list[GateOutcome]]:
     """Evaluate a policy against stored results (no model is run)."""
+    from evalsuite.gates import check_baseline_matches
+
     results = load_results(results_path)
     gates: list[Gate]
     gates, _ = load_policy(policy)
     base = load_results(baseline) if baseline else None
+    if base is not None:
+        conditions = {k: (v or {}).get("params", {}) for k, v in results.get("conditions", {}).items()}
+        fingerprint = str(results.get("provenance", {}).get("data_fingerprint", ""))
+        check_baseline_matches(base, fingerprint=fingerprint, conditions=conditions, allow_mismatch=allow_mismatch,
+                               origin=str(baseline))
     return results, evaluate(results, gates, base)

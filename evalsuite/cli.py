@@ -66,14 +66,14 @@ def _size(text: str) -> list[int]:
 
 
 def _class_names(text: str) -> list[str]:
+    """``A,B,...`` or ``@FILE`` (one name per line): the user asked for the file; metadata never can.
+
+    Read when the command runs (not by argparse), so a bad file is the usual one-line exit 2.
+    """
     if text.startswith("@"):
-        path = text[1:]
-        try:
-            with open(path, encoding="utf-8") as fh:
-                names = [line.strip() for line in fh if line.strip()]
-        except OSError:
-            raise argparse.ArgumentTypeError(f"cannot read class names file {path}") from None
-        return names
+        from evalsuite.models.metadata import read_class_names_file
+
+        return read_class_names_file(text[1:])
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -95,14 +95,19 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation")
     g.add_argument("--mean", type=_csv_floats, metavar="R,G,B", help="per-channel mean applied to [0,1] RGB")
     g.add_argument("--std", type=_csv_floats, metavar="R,G,B", help="per-channel std applied to [0,1] RGB")
-    g.add_argument("--class-names", type=_class_names, metavar="A,B,...|@FILE", help="class names in logit order")
+    g.add_argument("--class-names", metavar="A,B,...|@FILE", help="class names in logit order")
     g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the network expects")
+    g.add_argument("--outputs", choices=("logits", "probabilities"),
+                   help="what the model outputs; probabilities are scored as log-probabilities")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
 
 
 def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "outputs")
+    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if isinstance(out.get("class_names"), str):
+        out["class_names"] = _class_names(out["class_names"])
+    return out
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -146,6 +151,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "sample": args.sample,
         "resume": args.resume or None,
         "skip_bad_images": args.skip_bad_images or None,
+        "max_image_pixels": args.max_image_pixels,
+        "follow_symlinks": args.follow_symlinks or None,
+        "allow_baseline_mismatch": args.allow_baseline_mismatch or None,
         "checkpoint": args.checkpoint,
         "model_overrides": _model_overrides(args) or None,
         "suite_overrides": suite_overrides or None,
@@ -192,6 +200,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--suite", help="suite preset (quick, standard, full) or a suite YAML (default: standard)")
     p.add_argument("--policy", help="policy YAML (default: the built-in default policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates and mCE")
+    p.add_argument("--allow-baseline-mismatch", action="store_true",
+                   help="compare against a baseline measured on other data or conditions (warns instead of refusing)")
     p.add_argument("--out", help="output folder (default: reports/run)")
     p.add_argument("--config", help="run config YAML with the same keys as the flags (flags win)")
     p.add_argument("--seed", type=int, help="seed for sampling, corruptions and attacks (default: 0)")
@@ -201,6 +211,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--sample", type=_positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
     p.add_argument("--resume", action="store_true", help="reuse predictions of conditions already completed in --out")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (counted in results) instead of failing")
+    p.add_argument("--max-image-pixels", type=_positive_int, metavar="N",
+                   help="refuse images with more than N pixels (width x height; default: 64000000)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="let symbolic links in a data folder or manifest lead out of it (refused by default)")
     p.add_argument("--corruption-backend", choices=("torch", "reference"), help="corruption engine (default: torch)")
     p.add_argument("--devices", metavar="FLEET.yaml", help="device profiles file for the device suite")
     p.add_argument("--device-column", metavar="COLUMN", help="data column naming the capturing device (real device shift)")
@@ -222,7 +236,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         for path, leaf in iter_metric_paths(results.get("metrics", {})):
             print(f"{path}\t{leaf.get('value')}")
         return 0
-    results, outcomes = regate(args.results, args.policy, args.baseline)
+    results, outcomes = regate(args.results, args.policy, args.baseline, allow_mismatch=args.allow_baseline_mismatch)
     results_path = Path(args.results)
     out = Path(args.out) if args.out else (results_path if results_path.is_dir() else results_path.parent)
     atomic_write_text(out / "junit.xml", render_junit(results, outcomes))
@@ -274,6 +288,8 @@ def _add_gate_report(sub: Any) -> None:
     p.add_argument("results", help="results.json (or the folder holding it)")
     p.add_argument("--policy", help="policy YAML (default: built-in default policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates")
+    p.add_argument("--allow-baseline-mismatch", action="store_true",
+                   help="compare against a baseline measured on other data or conditions (warns instead of refusing)")
     p.add_argument("--out", help="folder for junit.xml and summary.md (default: beside results.json)")
     p.add_argument("--list-metrics", action="store_true", help="print every gateable metric path and value")
     p.set_defaults(func=_cmd_gate)
@@ -312,8 +328,6 @@ def _list_presets() -> list[tuple[str, str]]:
 
     out = []
     for name in preset_names():
-        if name.startswith("policy-"):
-            continue
         data = yaml.safe_load(resources.files(PRESET_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")) or {}
         suites = ", ".join(data.get("suites", {}))
         out.append((name, f"[{suites}] {str(data.get('description', '')).strip()}"))
@@ -392,6 +406,25 @@ def _version() -> str:
         return "unknown"
 
 
+def _environment_error(exc: BaseException) -> str | None:
+    """The one-line message for failures of the machine or of input sizes, not of evalsuite (exit 2)."""
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this run; lower --batch-size or check --input-size/--resize and the data"
+    if isinstance(exc, RecursionError):
+        return "an input is nested too deeply to read (a YAML or JSON file with thousands of levels)"
+    if isinstance(exc, OSError):
+        from evalsuite.run_folder import describe_os_error
+
+        return describe_os_error(exc, "read or write")
+    return None
+
+
+def _route_warnings(verbose: int) -> None:
+    """Python warnings from dependencies go to logging (shown with -vv), never raw to the terminal."""
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -399,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args)
+    _route_warnings(getattr(args, "verbose", 0) or 0)
     try:
         return int(args.func(args) or 0)
     except EvalsuiteError as exc:
@@ -410,10 +444,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except (MemoryError, RecursionError, OSError) as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(_environment_error(exc)).split())}\n")
+        return 2
     except Exception as exc:  # noqa: BLE001 - one line for users, traceback with --debug
         if args.debug:
             raise
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (rerun with --debug for the traceback)\n")
+        sys.stderr.write(
+            f"{PROG}: internal error (a bug in evalsuite, please report it): {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]} (rerun with --debug for the traceback)\n"
+        )
         return 3
 
 

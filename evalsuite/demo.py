@@ -2,7 +2,7 @@
 
 Trains the small digits CNN, exports it to ONNX with its preprocessing metadata (so the run
 needs no flags), then evaluates it with the chosen suite preset and the default policy on the
-held-out test split, writing everything to ``reports/demo``.
+held-out test split, writing the run to ``reports/demo`` and the model to ``reports/demo-model``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def run_demo(
     from evalsuite.models.export import export_onnx
 
     out = Path(out_dir)
+    # The model is the run's input, so it lives beside the run folder, not in it: a run replaces
+    # its --out folder whole (evalsuite.run_folder).
+    model_dir = out.parent / f"{out.name}-model"
     images, labels, _, splits = digits_arrays()
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -39,7 +42,7 @@ def run_demo(
     log.info("trained the demo CNN in %.1f s", time.perf_counter() - t0)
     onnx_path = export_onnx(
         model.network,
-        out / "model" / "digits_cnn.onnx",
+        model_dir / "digits_cnn.onnx",
         input_size=(32, 32),
         mean=DIGITS_MEAN,
         std=DIGITS_STD,

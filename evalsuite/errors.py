@@ -31,3 +31,11 @@ class PolicyError(EvalsuiteError):
 
 class ResultsError(EvalsuiteError):
     """A results.json that cannot be read or does not follow the schema."""
+
+
+class RunEnvironmentError(EvalsuiteError):
+    """The machine failed the run (disk full, permissions, memory), not the user's input. Exit 2.
+
+    Predictions already computed stay in the run's staging folder, so ``--resume`` continues
+    once the cause is fixed.
+    """

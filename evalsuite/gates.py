@@ -18,6 +18,7 @@ record in ``results["checks"]`` are evaluated with the policy's gates.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -153,7 +154,19 @@ def load_policy(path: str | Path | None) -> tuple[list[Gate], str]:
     if path is None:
         text = resources.files("evalsuite.presets").joinpath("policy-default.yaml").read_text(encoding="utf-8")
         return parse_policy(yaml.safe_load(text), "default"), "default (built in)"
-    return parse_policy(read_yaml(path, "policy file", PolicyError), str(path)), str(path)
+    data = read_yaml(path, "policy file", PolicyError)
+    if data is None:
+        raise PolicyError(
+            f"policy file {path} is empty; write `gates: []` to gate on the built-in checks only"
+        )
+    gates = parse_policy(data, str(path))
+    if not gates:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "policy %s defines no gates: only the suites' built-in checks decide the verdict", path
+        )
+    return gates, str(path)
 
 
 def builtin_gates(results: dict[str, Any]) -> list[Gate]:
@@ -172,6 +185,96 @@ def check_metric_paths(gates: list[Gate], results: dict[str, Any]) -> None:
             f"gate {g.name!r}: no metric {g.metric!r} in these results{did_you_mean(g.metric, paths)}"
             f" (`evalsuite gate --list-metrics` lists all {len(paths)})"
         )
+
+
+def check_policy(gates: list[Gate], specs: Sequence[Any], baseline: dict[str, Any] | None) -> None:
+    """Before any prediction: every gate can be evaluated on what this run will produce.
+
+    ``specs`` are the metric paths the run's suites declared (:meth:`Suite.metric_specs`). A
+    non-optional gate naming no declared metric, a ``ci_lower``/``ci_upper`` bound on a metric
+    that carries no interval, ``max_drop`` without a baseline, or a baseline lacking the metric
+    are configuration mistakes (:class:`PolicyError`, exit 2), never a FAIL verdict.
+    """
+    from evalsuite.metric_specs import match_specs, spec_paths
+
+    paths = spec_paths(specs)
+    for g in gates:
+        matched = match_specs(g.metric, specs)
+        if not matched:
+            if g.optional:
+                continue
+            raise PolicyError(
+                f"gate {g.name!r}: this run produces no metric {g.metric!r}{did_you_mean(g.metric, paths)}"
+                f" (`evalsuite gate --list-metrics` on a finished run lists them all)"
+            )
+        if g.bound != "point" and not any(s.ci for s in matched):
+            raise PolicyError(
+                f"gate {g.name!r}: bound {g.bound} needs a confidence interval, but {g.metric} is an exact "
+                "count without one; use bound: point"
+            )
+    check_baseline_use(gates, baseline)
+
+
+def check_baseline_use(gates: list[Gate], baseline: dict[str, Any] | None) -> None:
+    """``max_drop`` gates need a baseline that has their metric (:class:`PolicyError` otherwise)."""
+    for g in gates:
+        if g.max_drop is None:
+            continue
+        if baseline is None:
+            raise PolicyError(f"gate {g.name!r}: max_drop compares against a baseline; pass --baseline results.json")
+        if resolve_metric(baseline.get("metrics", {}), g.metric) is None and not g.optional:
+            paths = [p for p, _ in iter_metric_paths(baseline.get("metrics", {}))]
+            raise PolicyError(
+                f"gate {g.name!r}: the baseline has no metric {g.metric!r}{did_you_mean(g.metric, paths)}; "
+                "it cannot be compared"
+            )
+
+
+def _canonical(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def check_baseline_matches(
+    baseline: dict[str, Any],
+    *,
+    fingerprint: str,
+    conditions: dict[str, dict[str, Any]],
+    allow_mismatch: bool,
+    origin: str,
+) -> list[str]:
+    """Refuse a baseline measured on other data or other conditions; returns the differences.
+
+    A non-regression gate compares like with like only when both runs saw the same samples
+    (data fingerprint) under the same conditions (keys and parameters). A difference is a
+    :class:`PolicyError` unless ``allow_mismatch`` (``--allow-baseline-mismatch``), in which
+    case it is logged as a warning and returned so it can be recorded.
+    """
+    import logging
+
+    problems = []
+    base_fp = baseline.get("provenance", {}).get("data_fingerprint") or baseline.get("data", {}).get("fingerprint")
+    if base_fp != fingerprint:
+        problems.append(f"data fingerprint {str(base_fp)[:12]} vs this run's {fingerprint[:12]}")
+    base_conditions = {k: (v or {}).get("params", {}) for k, v in baseline.get("conditions", {}).items()}
+    only_here = sorted(set(conditions) - set(base_conditions))
+    only_there = sorted(set(base_conditions) - set(conditions))
+    changed = sorted(k for k in set(conditions) & set(base_conditions)
+                     if _canonical(conditions[k]) != _canonical(base_conditions[k]))
+    for label, keys in (("conditions missing from the baseline", only_here),
+                        ("conditions only in the baseline", only_there),
+                        ("conditions with other parameters", changed)):
+        if keys:
+            problems.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    if problems and not allow_mismatch:
+        raise PolicyError(
+            f"baseline {origin} was measured differently: {'; '.join(problems)}; compare runs on the same data "
+            "and conditions, or pass --allow-baseline-mismatch"
+        )
+    for p in problems:
+        logging.getLogger(__name__).warning("baseline %s differs from this run: %s (--allow-baseline-mismatch)", origin, p)
+    return problems
 
 
 def _observed(leaf: dict[str, Any], bound: str) -> float | None:
@@ -223,6 +326,7 @@ def evaluate(
     """Built-in checks first, then the policy's gates, each evaluated against ``results``."""
     all_gates = builtin_gates(results) + list(gates)
     check_metric_paths(all_gates, results)
+    check_baseline_use(all_gates, baseline)
     return [evaluate_gate(g, results, baseline) for g in all_gates]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,8 @@ from evalsuite.results import default_file_mode
 from evalsuite.suites.base import Predictions
 
 EXTRA_PREFIX = "extra__"
+
+log = logging.getLogger(__name__)
 
 
 def condition_filename(key: str) -> str:
@@ -46,17 +49,24 @@ class PredictionStore:
         return self.folder / condition_filename(key)
 
     def load(self, key: str, params: dict[str, Any], index: np.ndarray) -> Predictions | None:
-        """Stored predictions if present and produced by an identical condition, else None."""
+        """Stored predictions if present and produced by an identical condition, else None.
+
+        A file that is truncated, damaged, replaced by something else or written by a different
+        run is not an error: it is recomputed, and a warning says so.
+        """
+        import zipfile
+
         path = self.path(key)
         if not path.exists():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                if meta.get("identity") != identity(self.run_identity, key, params, index):
+                if not isinstance(meta, dict) or meta.get("identity") != identity(self.run_identity, key, params, index):
+                    log.warning("resume: stored predictions of %s come from a different run; recomputing them", key)
                     return None
                 extras = {k[len(EXTRA_PREFIX) :]: z[k] for k in z.files if k.startswith(EXTRA_PREFIX)}
-                return Predictions(
+                preds = Predictions(
                     key=key,
                     suite=meta["suite"],
                     params=meta["params"],
@@ -66,8 +76,14 @@ class PredictionStore:
                     logits=z["logits"],
                     extras=extras,
                 )
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
+            log.warning("resume: stored predictions of %s are damaged or truncated; recomputing them", key)
             return None
+        n = len(preds.index)
+        if not (len(preds.ids) == len(preds.labels) == len(preds.logits) == n) or not np.array_equal(preds.index, index):
+            log.warning("resume: stored predictions of %s do not cover the expected samples; recomputing them", key)
+            return None
+        return preds
 
     def save(self, p: Predictions) -> Path:
         """Write atomically (temporary file + rename); a killed run leaves no partial file."""

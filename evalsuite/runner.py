@@ -270,7 +270,13 @@ def run_conditions(
     resume: bool,
     run_context: Any,
 ) -> dict[str, ConditionRun]:
-    """Run (or, with ``resume``, reload) every condition, saving each as it completes."""
+    """Run (or, with ``resume``, reload) every condition, saving each as it completes.
+
+    The clean condition's outputs are checked (:func:`evalsuite.models.outputs.check_output_kind`)
+    before any other condition runs: undeclared probabilities scored as logits are refused.
+    """
+    from evalsuite.models.outputs import check_output_kind, declared_kind
+
     done: dict[str, ConditionRun] = {}
     for condition in progress(conditions, total=len(conditions), desc="conditions", unit="cond"):
         positions = condition_positions(condition, source)
@@ -278,6 +284,8 @@ def run_conditions(
             cached = store.load(condition.key, dict(condition.params), positions)
             if cached is not None:
                 log.info("resume: reusing predictions of %s", condition.key)
+                if condition.key == "clean":
+                    check_output_kind(cached.logits, declared_kind(model), model.info.source)
                 done[condition.key] = ConditionRun(cached, 0.0, True)
                 continue
         t0 = time.perf_counter()
@@ -293,6 +301,8 @@ def run_conditions(
             device=device,
             batch_size=batch_size,
         )
+        if condition.key == "clean":
+            check_output_kind(preds.logits, declared_kind(model), model.info.source)
         store.save(preds)
         done[condition.key] = ConditionRun(preds, time.perf_counter() - t0, False)
     return done

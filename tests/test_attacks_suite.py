@@ -138,6 +138,12 @@ def test_summary_without_in_memory_examples_regenerates_them(smoke_run, digits_m
     again = fresh.summarize(ctx, PredictionSet(preds))
     assert again.metrics["linf"] == out.metrics["linf"]
     assert again.report["examples"] and all(e["adv_pred"] != e["label"] for e in again.report["examples"])
+    # the same pairs and byte-identical PNGs as the run that attacked in this process
+    assert again.report["examples"] == out.report["examples"]
+    first_dir = smoke_run[-1]
+    for ex in out.report["examples"]:
+        for kind in ("clean", "adversarial", "perturbation"):
+            assert (tmp_path / ex[kind]).read_bytes() == (first_dir / ex[kind]).read_bytes()
 
 
 class _Quantised(nn.Module):

@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ import numpy as np
 
 from evalsuite.conditions import BatchContext, Condition
 from evalsuite.errors import ModelError, UsageError
+from evalsuite.metric_specs import MetricSpec, specs_under
 from evalsuite.stats import mean_metric, metric
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
 
@@ -89,10 +91,8 @@ class AttackCondition(Condition):
     indices: np.ndarray | None = None
     blackbox_ids: frozenset[str] = frozenset()
     blackbox_queries: int = 1000
-    keep_examples: int = 0
     settings: Any = None
     state: Any = field(default=None, repr=False)
-    examples: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def prepare(self, run: Any) -> None:
         self.state.ensure(run)
@@ -112,10 +112,8 @@ class AttackCondition(Condition):
             key=self.key,
             blackbox_mask=mask,
             blackbox_queries=self.blackbox_queries,
-            keep_examples=max(0, self.keep_examples - len(self.examples)),
             settings=self.settings,
         )
-        self.examples.extend(res.examples)
         return res.x_adv, res.extras
 
 
@@ -363,7 +361,6 @@ class AdversarialSuite(Suite):
                     indices=positions,
                     blackbox_ids=bb_ids if check else frozenset(),
                     blackbox_queries=self.blackbox_queries,
-                    keep_examples=self.n_examples if largest else 0,
                     settings=self.settings,
                     state=state,
                 ))
@@ -439,6 +436,24 @@ class AdversarialSuite(Suite):
             f"{est['seconds']:.0f} s" if "seconds" in est else "(not timed)",
         )
         return est
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        mine = [c for c in conditions if c.suite == self.name and not c.params.get("sanity")]
+        if not mine:
+            return []
+        specs = [MetricSpec("adversarial.clean_accuracy"), MetricSpec("adversarial.worst.robust_accuracy"),
+                 *[MetricSpec(f"adversarial.{name}", ci=False)
+                   for name in ("violations", "nonfinite_outputs", "white_box", "bridge.max_abs_diff")]]
+        for c in mine:
+            prefix = f"adversarial.{c.params['norm']}.{c.params['eps_key']}"
+            specs += specs_under(prefix, ("robust_accuracy", "clean_accuracy", "attack_success_rate", "mean_linf",
+                                          "mean_l2"))
+            specs.append(MetricSpec(f"{prefix}.violations", ci=False))
+        if self.sanity:
+            specs.append(MetricSpec("adversarial.sanity.large_eps_robust_accuracy"))
+            specs += specs_under("adversarial.sanity", ("monotone", "blackbox_only_successes", "bad_gradient_fraction"),
+                                 ci=False)
+        return specs
 
     # ------------------------------------------------------------------------------- summary
 
@@ -668,10 +683,7 @@ class AdversarialSuite(Suite):
             if cur is None or p.params["eps"] > cur.params["eps"]:
                 by_norm[p.params["norm"]] = p
         for norm, p in by_norm.items():
-            cond = conds.get(p.key)
-            pairs = list(cond.examples) if cond is not None else []
-            if not pairs:
-                pairs = self._regenerate_examples(run, p, cond)
+            pairs = self._example_pairs(run, p, conds.get(p.key))
             row_of = {str(i): r for r, i in enumerate(p.ids)}
             for k, ex in enumerate(pairs[: self.n_examples]):
                 r = row_of.get(ex["id"])
@@ -702,12 +714,23 @@ class AdversarialSuite(Suite):
                 })
         return out
 
-    def _regenerate_examples(self, run: RunContext, p: Predictions, cond: AttackCondition | None) -> list[dict[str, Any]]:
-        """Recompute example pairs when the predictions were resumed from disk (no examples in memory)."""
-        if cond is None or self._state is None or self._state.engine is None or run.image_source is None:
+    def _example_pairs(self, run: RunContext, p: Predictions, cond: AttackCondition | None) -> list[dict[str, Any]]:
+        """The first ``examples`` broken samples of a condition, attacked again on their own.
+
+        Always derived from the stored predictions (which rows broke) and the keyed attack, never
+        from what happened to be in memory, so a run and its ``--resume`` draw the same pairs and
+        write the same PNGs.
+        """
+        if cond is None or self._state is None or run.image_source is None:
+            return []
+        self._state.ensure(run)
+        if self._state.engine is None:
             return []
         cc = np.asarray(p.extras["clean_correct"], bool)
-        rows = np.flatnonzero(cc & (p.predicted != p.labels))[: self.n_examples]
+        broken = cc & (p.predicted != p.labels)
+        if "attack" in p.extras:
+            broken &= np.asarray(p.extras["attack"]).astype(str) != ""
+        rows = np.flatnonzero(broken)[: self.n_examples]
         if len(rows) == 0:
             return []
         import torch
@@ -716,9 +739,12 @@ class AdversarialSuite(Suite):
 
         x = to_tensor(np.asarray(run.image_source(p.index[rows])), run.device)
         y = torch.as_tensor(p.labels[rows], device=x.device).long()
+        ids = [str(i) for i in p.ids[rows]]
+        mask = np.array([i in cond.blackbox_ids for i in ids], dtype=bool) if cond.blackbox_ids else None
         res = self._state.engine.attack_batch(
-            x, y, [str(i) for i in p.ids[rows]], norm=cond.norm, eps=cond.eps, attacks=cond.attacks,
-            seed=self._state.seed, key=cond.key, keep_examples=len(rows), settings=cond.settings,
+            x, y, ids, norm=cond.norm, eps=cond.eps, attacks=cond.attacks, seed=self._state.seed, key=cond.key,
+            blackbox_mask=mask, blackbox_queries=cond.blackbox_queries, keep_examples=len(rows),
+            settings=cond.settings,
         )
         return res.examples
 

@@ -11,6 +11,9 @@ Contract for implementers:
 - ``__init__(options)`` validates ``options`` (the suite's mapping from the suite preset YAML)
   and raises :class:`~evalsuite.errors.UsageError` naming unknown or bad keys.
 - ``conditions(run)`` returns :class:`~evalsuite.conditions.Condition` objects.
+- ``metric_specs(run, conditions)`` declares, before any prediction, the gate paths
+  ``summarize`` can write (:class:`~evalsuite.metric_specs.MetricSpec`), so a policy is
+  checked in the first second of a run.
 - ``summarize(run, preds)`` returns a :class:`SuiteOutput`. ``metrics`` becomes
   ``results["metrics"][suite.name]``; its leaves are :func:`evalsuite.stats.metric` dicts, so
   ``corruption.mean_accuracy`` is a gate path. ``checks`` are built-in gates (same keys as a
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +34,8 @@ import numpy as np
 
 from evalsuite.conditions import Condition
 from evalsuite.errors import UsageError
+from evalsuite.metric_specs import MetricSpec
+from evalsuite.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,16 @@ class Suite(ABC):
     def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
         return SuiteOutput()
 
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        """Gate paths :meth:`summarize` can write for this run (before any prediction).
+
+        ``conditions`` are every condition of the run. Declarations may over-approximate but
+        must never miss a path (a policy naming it would be refused). A suite that does not
+        declare its paths claims everything under its name, so its gates are checked only
+        when gating.
+        """
+        return [MetricSpec(f"{self.name}.*", ci=True)]
+
 
 @dataclass
 class RunContext:
@@ -171,8 +186,5 @@ class RunContext:
         art = self.out_dir / "artifacts"
         art.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        path = art / safe
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(art / safe, data)
         return f"artifacts/{safe}"

@@ -42,12 +42,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from evalsuite.conditions import Condition
 from evalsuite.errors import DataError, UsageError
+from evalsuite.metric_specs import MetricSpec, specs_under
 from evalsuite.stats import DEFAULT_BOOTSTRAP, metric
 from evalsuite.suites.base import PredictionSet, RunContext, Suite, SuiteOutput
 
@@ -113,6 +115,26 @@ class CalibrationSuite(Suite):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
             raise UsageError(f"suite 'calibration': option {name} must be an integer >= {minimum}, got {value!r}")
         return int(value)
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        from evalsuite.calibration.bootstrap import DIRECTIONS
+
+        ci = self.n_boot > 0
+        leaves = [name for name in DIRECTIONS if self.classwise or name != "classwise_ece"]
+        heldout = ("ece_before_temperature", "ece_after_temperature")
+        specs = [MetricSpec("calibration.worst_shift.ece", ci)]
+        if any(_is_attack(c.key, c.suite) for c in conditions):
+            specs.append(MetricSpec("calibration.worst_attack.ece", ci))
+        for key, mkey in metric_keys([c.key for c in conditions]).items():
+            prefix = f"calibration.{mkey}"
+            specs += specs_under(prefix, leaves, ci)
+            specs += specs_under(prefix, heldout, ci)
+            specs.append(MetricSpec(f"{prefix}.nonfinite_rows", ci=False))
+            if key == "clean":
+                specs += specs_under(prefix, ("nll_before_temperature", "nll_after_temperature"), ci)
+                specs.append(MetricSpec(f"{prefix}.temperature"))  # sandwich interval, not bootstrap
+                specs.append(MetricSpec(f"{prefix}.temperature_converged", ci=False))
+        return specs
 
     # ------------------------------------------------------------------------------ summary
     def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from evalsuite.conditions import Condition
+from evalsuite.metric_specs import MetricSpec, specs_under
 from evalsuite.stats import bootstrap_mean_ci, mean_metric, metric, percentile_ci
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
 
@@ -158,6 +161,14 @@ class CleanSuite(Suite):
 
     name = "clean"
     option_names = ("gallery",)
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        specs = [MetricSpec("clean.accuracy"), MetricSpec("clean.macro_f1"), MetricSpec("clean.nll"),
+                 MetricSpec("clean.error_rate", ci=False), MetricSpec("clean.nonfinite_logits", ci=False)]
+        if len(run.model.info.class_names) >= 5:
+            specs.append(MetricSpec("clean.top5_accuracy"))
+        specs += specs_under("clean.per_class.*", ("precision", "recall", "f1"), ci=False)
+        return specs
 
     def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
         p = preds.clean

@@ -41,7 +41,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import numpy as np
 
 from evalsuite.conditions import BatchContext, Condition
 from evalsuite.errors import UsageError
+from evalsuite.metric_specs import MetricSpec
 from evalsuite.registry import did_you_mean
 from evalsuite.stats import DEFAULT_BOOTSTRAP, bootstrap_mean_ci, metric, percentile_ci
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
@@ -208,6 +209,22 @@ class CorruptionSuite(Suite):
 
             load_reference()  # fail before any prediction if the package is missing
         return [CorruptionCondition(name=n, severity=s, backend=self.backend) for n in self.names for s in self.severities]
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        cells = [(c.params["name"], int(c.params["severity"])) for c in conditions if c.suite == self.name]
+        if not cells:
+            return []
+        with_ce = bool(self.baseline_errors) or run.baseline is not None  # CE needs baseline errors
+        specs = [MetricSpec("corruption.mean_accuracy"), MetricSpec("corruption.relative_drop"),
+                 MetricSpec("corruption.worst.accuracy")]
+        for name in dict.fromkeys(n for n, _ in cells):
+            specs.append(MetricSpec(f"corruption.{name}.mean_accuracy"))
+            if with_ce:
+                specs.append(MetricSpec(f"corruption.{name}.ce"))
+        specs += [MetricSpec(f"corruption.{name}.{sev}.accuracy") for name, sev in cells]
+        if with_ce:
+            specs += [MetricSpec("corruption.mce"), MetricSpec("corruption.relative_mce")]
+        return specs
 
     # -- summary -------------------------------------------------------------------------------
 

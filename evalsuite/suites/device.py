@@ -36,11 +36,14 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from evalsuite.conditions import Condition
 from evalsuite.errors import UsageError
+from evalsuite.metric_specs import MetricSpec, specs_under
 from evalsuite.registry import did_you_mean
 from evalsuite.stats import DEFAULT_BOOTSTRAP, bootstrap_mean_ci, metric, percentile_ci
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
@@ -222,6 +225,20 @@ class DeviceSuite(Suite):
     def conditions(self, run: RunContext) -> list[Any]:
         self._check_column(run)
         return self.build_conditions()
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        pair = ("accuracy", "drop")
+        specs: list[MetricSpec] = []
+        if self.profiles:
+            specs += [MetricSpec("device.mean_accuracy"), *specs_under("device.worst", pair)]
+        for prof in self.profiles:
+            specs += specs_under(f"device.{prof.name}", pair)
+        for op_name in self.operations:
+            for sev in self.severities:
+                specs += specs_under(f"device.ops.{op_name}.{sev}", pair)
+        if self.device_column is not None:
+            specs += specs_under("device.real.*", ("accuracy", "drop_vs_rest"))
+        return specs
 
     # ------------------------------------------------------------------------------ summary
 

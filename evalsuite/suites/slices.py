@@ -44,13 +44,15 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from evalsuite.conditions import Condition
 from evalsuite.errors import UsageError
+from evalsuite.metric_specs import MetricSpec, specs_under
 from evalsuite.seeding import sample_seed
 from evalsuite.suites.base import PredictionSet, RunContext, Suite, SuiteOutput
 
@@ -254,6 +256,18 @@ class SliceSuite(Suite):
             chosen.insert(0, "clean")
         chosen.sort(key=lambda k: (k != "clean", keys.index(k)))
         return chosen, notes
+
+    def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
+        """Leaf names are fixed; columns, groups and audited conditions (``*``) depend on the data."""
+        from evalsuite.slices.metrics import METRICS, SUMMARY_DIRECTIONS
+
+        specs = [MetricSpec("slices.*.groups", ci=False), MetricSpec("slices.*.eligible_groups", ci=False),
+                 MetricSpec("slices.*.equalized_odds_difference"),
+                 MetricSpec("slices.*.demographic_parity_difference.max"),
+                 MetricSpec("slices.*.demographic_parity_difference.by_class.*")]
+        for name in METRICS:
+            specs += specs_under(f"slices.*.{name}", (*SUMMARY_DIRECTIONS, "overall", "by_group.*"))
+        return specs
 
     # -- summary ------------------------------------------------------------------------------
 
