@@ -176,3 +176,28 @@ def test_fog_kernel_bit_identical_to_torch(h, w):
         assert torch.equal(fast, slow), f"severity {sev}"
     for xx in _layouts(x):
         assert torch.equal(corrupt(xx, "fog", 2, seed=3, ids=ids), corrupt(x, "fog", 2, seed=3, ids=ids))
+
+
+CACHE_PROBE = r"""
+import torch
+from evalsuite.corruptions import corrupt
+x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+ids = [str(i) for i in range(8)]
+for name in ("zoom_blur", "fog", "pixelate", "shot_noise", "glass_blur", "gaussian_blur"):
+    corrupt(x, name, 3, seed=0, ids=ids)
+"""
+
+
+def test_numba_kernels_are_cached_on_disk_for_later_processes(tmp_path):
+    """cache=True kernels leave numba index files, so the next process loads instead of compiling."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("numba")
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "CI": "1"}
+    subprocess.run([sys.executable, "-c", CACHE_PROBE], env=env, check=True, timeout=600)
+    indexed = {p.name.split(".")[1].split("-")[0] for p in cache.rglob("_numba_kernels.*.nbi")}
+    for kernel in ("zoom_blur", "fog", "pixelate", "poisson_table", "separable"):
+        assert kernel in indexed, f"{kernel} left no numba cache index (compiled with cache=False?): {sorted(indexed)}"
