@@ -120,13 +120,6 @@ def _build_fog() -> Callable[..., Any]:
 # -- 8-bit conversions around codecs ----------------------------------------------------------
 
 
-#: Adding and subtracting 1.5 * 2**23 rounds a float32 in [0, 2**22) to the nearest integer,
-#: ties to even: exactly ``rint`` under the default rounding mode, without a libm call.
-_ROUND_MAGIC = np.float32(12582912.0)
-#: ``level / 255`` in float32 for every 8-bit level (bit-identical to the division).
-_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
-
-
 def _build_to_u8_hwc() -> Callable[..., Any]:
     from evalsuite.corruptions._numba_kernels import to_u8_hwc
 

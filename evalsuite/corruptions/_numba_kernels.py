@@ -15,7 +15,14 @@ import math
 import numpy as np
 from numba import njit
 
-from evalsuite.corruptions._numba import _LEVELS, _ROUND_MAGIC
+# The constants the kernels freeze into their machine code live here, not in another module:
+# numba invalidates a cached kernel when this file changes, not when a module it imports does.
+
+#: Adding and subtracting 1.5 * 2**23 rounds a float32 in [0, 2**22) to the nearest integer,
+#: ties to even: exactly ``rint`` under the default rounding mode, without a libm call.
+_ROUND_MAGIC = np.float32(12582912.0)
+#: ``level / 255`` in float32 for every 8-bit level (bit-identical to the division).
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
 @njit(nogil=True, cache=True)
