@@ -190,14 +190,9 @@ for name in ("zoom_blur", "fog", "pixelate", "shot_noise", "glass_blur", "gaussi
 
 def test_numba_kernels_are_cached_on_disk_for_later_processes(tmp_path):
     """cache=True kernels leave numba index files, so the next process loads instead of compiling."""
-    import os
-    import subprocess
-    import sys
+    from tests.numba_cache import cached_kernels
 
     pytest.importorskip("numba")
-    cache = tmp_path / "numba-cache"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "CI": "1"}
-    subprocess.run([sys.executable, "-c", CACHE_PROBE], env=env, check=True, timeout=600)
-    indexed = {p.name.split(".")[1].split("-")[0] for p in cache.rglob("_numba_kernels.*.nbi")}
+    indexed = cached_kernels(CACHE_PROBE, "_numba_kernels", tmp_path / "numba-cache")
     for kernel in ("zoom_blur", "fog", "pixelate", "poisson_table", "separable"):
         assert kernel in indexed, f"{kernel} left no numba cache index (compiled with cache=False?): {sorted(indexed)}"

@@ -3,11 +3,9 @@ only the first process on a machine compiles it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.numba_cache import cached_kernels
 
 CACHE_PROBE = r"""
 import numpy as np
@@ -21,9 +19,6 @@ _noise.noise_batch(img, _noise.seed_keys([3]), out, 2000.0, 1.0, 1e9, 0, 1)
 def test_noise_kernel_is_cached_on_disk_for_later_processes(tmp_path):
     """cache=True kernels leave numba index files, so the next process loads instead of compiling."""
     pytest.importorskip("numba")
-    cache = tmp_path / "numba-cache"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "CI": "1"}
-    subprocess.run([sys.executable, "-c", CACHE_PROBE], env=env, check=True, timeout=600)
-    indexed = {p.name.split(".")[1].split("-")[0] for p in cache.rglob("_noise_kernels.*.nbi")}
+    indexed = cached_kernels(CACHE_PROBE, "_noise_kernels", tmp_path / "numba-cache")
     for kernel in ("noise", "normal_slow"):
         assert kernel in indexed, f"{kernel} left no numba cache index (compiled with cache=False?): {sorted(indexed)}"
