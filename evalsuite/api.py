@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalsuite.atomic_io import atomic_write_text
 from evalsuite.config import RunConfig, config_hash, resolve_suites
 from evalsuite.errors import UsageError
-from evalsuite.gates import Gate, GateOutcome, evaluate, exit_code, load_policy
+from evalsuite.gates import Gate, GateOutcome, Severity, evaluate, exit_code, load_policy
 from evalsuite.metric_specs import MetricSpec
-from evalsuite.results import SCHEMA_VERSION, atomic_write_text, load_results, write_results
+from evalsuite.results import SCHEMA_VERSION, check_gate_paths, load_results, write_results
 from evalsuite.stats import metric
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ def build_suites(config: RunConfig) -> tuple[list[Any], dict[str, dict[str, Any]
         suites.append(SUITES.get(name)(opts))
     order = {"perturbation": 0, "analysis": 1}
     suites = [suites[0]] + sorted(suites[1:], key=lambda s: order.get(getattr(s, "stage", "perturbation"), 0))
+    for suite in suites:  # a suite may default options to another suite's (slices' n_bins to calibration's)
+        link = getattr(suite, "link_suites", None)
+        if link is not None:
+            link(suites)
     return suites, {s.name: dict(s.options) for s in suites}
 
 
@@ -137,11 +142,11 @@ def plan_run(config: RunConfig) -> RunPlan:
     metric paths every gate names are all checked here, so a mistake costs a second and exit 2,
     never minutes of predictions followed by an error.
     """
+    from evalsuite.compute import resolve_device
     from evalsuite.conditions import CleanCondition
     from evalsuite.data import open_dataset, resolve_labels, select
     from evalsuite.gates import check_baseline_matches, check_policy
     from evalsuite.models import load_model
-    from evalsuite.models.device import resolve_device
     from evalsuite.run_folder import RunFolder
     from evalsuite.runner import ImageSource
     from evalsuite.suites.base import RunContext
@@ -190,6 +195,7 @@ def plan_run(config: RunConfig) -> RunPlan:
                 raise UsageError(f"condition {cond.key!r} is produced by both {owner[cond.key]} and {suite.name}")
             owner[cond.key] = suite.name
             conditions.append(cond)
+    check_gate_paths(c.key for c in conditions)
     specs = declared_metric_specs(ctx, suites, conditions)
     check_policy(policy_gates, specs, baseline)
     if baseline is not None:
@@ -258,9 +264,8 @@ def run(config: RunConfig) -> RunOutcome:
 
 def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dict[str, Any]:
     """Predictions for every condition (stored in ``staging``), then every suite's summary."""
-    from evalsuite.predictions import PredictionStore
+    from evalsuite.predictions import PredictionSet, PredictionStore
     from evalsuite.runner import run_conditions
-    from evalsuite.suites.base import PredictionSet
 
     config, model, dataset, source = plan.config, plan.model, plan.dataset, plan.source
     source.scan()
@@ -282,7 +287,7 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
     for cond in plan.conditions:
         suite_seconds[cond.suite] = suite_seconds.get(cond.suite, 0.0) + runs[cond.key].seconds
     metrics: dict[str, Any] = {}
-    checks: list[dict[str, Any]] = []
+    checks: list[Gate] = []
     report: dict[str, Any] = {}
     for suite in plan.suites:
         t0 = time.perf_counter()
@@ -327,9 +332,22 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
             for k, r in runs.items()
         },
         "metrics": metrics,
-        "checks": sanity_checks + checks,
+        "checks": [_builtin_record(g, plan.specs) for g in sanity_checks + checks],
         "report": report,
     }
+
+
+def _builtin_record(gate: Gate, specs: list[MetricSpec]) -> dict[str, Any]:
+    """A suite's built-in check as stored in results.json, after checking it names a metric the
+    suite declared (a check on an undeclared path is a bug in the suite: exit 3, not a verdict)."""
+    from evalsuite.errors import PolicyError
+    from evalsuite.gates import check_policy
+
+    try:
+        check_policy([gate], specs, None)
+    except PolicyError as exc:
+        raise RuntimeError(f"built-in check {gate.name!r} does not match the metrics its suite declared: {exc}") from exc
+    return gate.to_record()
 
 
 def declared_metric_specs(ctx: RunContext, suites: list[Suite], conditions: list[Condition]) -> list[MetricSpec]:
@@ -340,7 +358,7 @@ def declared_metric_specs(ctx: RunContext, suites: list[Suite], conditions: list
     return specs
 
 
-def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any], list[Gate]]:
     """Non-finite logits across every condition and unreadable images, with built-in gates."""
     rows = sum(len(p) for p in preds.values())
     nonfinite = sum(int((~p.finite).sum()) for p in preds.values())
@@ -350,14 +368,10 @@ def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any]
         "skipped_bad_images": metric(n_bad, n_total, None, "lower"),
     }
     checks = [
-        {
-            "name": "sanity: finite logits",
-            "metric": "sanity.nonfinite_logits",
-            "max": 0,
-            "severity": "fail",
-            "bound": "point",
-            "description": "The model emitted NaN or infinite logits; its outputs cannot be trusted.",
-        }
+        Gate.check(
+            "sanity: finite logits", "sanity.nonfinite_logits", max=0, severity=Severity.FAIL,
+            description="The model emitted NaN or infinite logits; its outputs cannot be trusted.",
+        )
     ]
     return metrics, checks
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from evalsuite.cli_args import add_model_flags, model_overrides, positive_int
 from evalsuite.errors import EvalsuiteError, UsageError
 
 PROG = "evalsuite"
@@ -45,71 +46,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _csv_floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _size(text: str) -> list[int]:
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        vals = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or H,W, got {text!r}") from None
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or H,W with positive sizes, got {text!r}")
-    return vals
-
-
-def _class_names(text: str) -> list[str]:
-    """``A,B,...`` or ``@FILE`` (one name per line): the user asked for the file; metadata never can.
-
-    Read when the command runs (not by argparse), so a bad file is the usual one-line exit 2.
-    """
-    if text.startswith("@"):
-        from evalsuite.models.metadata import read_class_names_file
-
-        return read_class_names_file(text[1:])
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model preprocessing (override what the model file says)")
-    g.add_argument("--checkpoint", help="weights for timm:<name> models (.safetensors or a plain state dict)")
-    g.add_argument("--input-size", type=_size, metavar="H,W", help="model input size, e.g. 224 or 224,224")
-    g.add_argument("--resize", type=_positive_int, metavar="N", help="resize shorter side to N, then centre-crop to --input-size")
-    g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="resize interpolation")
-    g.add_argument("--mean", type=_csv_floats, metavar="R,G,B", help="per-channel mean applied to [0,1] RGB")
-    g.add_argument("--std", type=_csv_floats, metavar="R,G,B", help="per-channel std applied to [0,1] RGB")
-    g.add_argument("--class-names", metavar="A,B,...|@FILE", help="class names in logit order")
-    g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the network expects")
-    g.add_argument("--outputs", choices=("logits", "probabilities"),
-                   help="what the model outputs; probabilities are scored as log-probabilities")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-
-
-def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "outputs")
-    out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-    if isinstance(out.get("class_names"), str):
-        out["class_names"] = _class_names(out["class_names"])
-    return out
-
-
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING
     if getattr(args, "verbose", 0):
@@ -130,10 +66,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite_overrides: dict[str, dict[str, Any]] = {}
     if args.corruption_backend:
         suite_overrides.setdefault("corruption", {})["backend"] = args.corruption_backend
-    if args.devices:
-        suite_overrides.setdefault("device", {})["profiles_file"] = args.devices
-    if args.device_column:
-        suite_overrides.setdefault("device", {})["device_column"] = args.device_column
+    profiles_file = _renamed_flag(args, "device_profiles", "devices")
+    if profiles_file:
+        suite_overrides.setdefault("device", {})["profiles_file"] = profiles_file
+    capture_column = _renamed_flag(args, "capture_column", "device_column")
+    if capture_column:
+        suite_overrides.setdefault("device", {})["device_column"] = capture_column
     if args.calibration_data:
         suite_overrides.setdefault("calibration", {})["calibration_data"] = args.calibration_data
     flags = {
@@ -155,7 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "follow_symlinks": args.follow_symlinks or None,
         "allow_baseline_mismatch": args.allow_baseline_mismatch or None,
         "checkpoint": args.checkpoint,
-        "model_overrides": _model_overrides(args) or None,
+        "model_overrides": model_overrides(args) or None,
         "suite_overrides": suite_overrides or None,
     }
     if args.config:
@@ -171,6 +109,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outcome = run(config)
     _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
     return outcome.exit_code
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _renamed_flag(args: argparse.Namespace, new: str, old: str) -> Any:
+    """The value of ``--new``, or of its deprecated alias ``--old`` (with a one-line warning).
+
+    ``--devices`` and ``--device-column`` are the old names of ``--device-profiles`` and
+    ``--capture-column`` (capture devices, not the compute ``--device``); kept for one release.
+    """
+    value, legacy = getattr(args, new, None), getattr(args, old, None)
+    if legacy is None:
+        return value
+    if value is not None and value != legacy:
+        raise UsageError(f"{_flag(old)} is the deprecated name of {_flag(new)}; give only {_flag(new)}")
+    logging.getLogger(__name__).warning("%s is deprecated, use %s (same meaning)", _flag(old), _flag(new))
+    return legacy
 
 
 def _print_outcome(results: dict[str, Any], outcomes: list[Any], out_dir: Any) -> None:
@@ -205,21 +162,25 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--out", help="output folder (default: reports/run)")
     p.add_argument("--config", help="run config YAML with the same keys as the flags (flags win)")
     p.add_argument("--seed", type=int, help="seed for sampling, corruptions and attacks (default: 0)")
-    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: 64)")
-    p.add_argument("--workers", type=_positive_int, help="image decoding threads (default: up to 8)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only the first N samples")
-    p.add_argument("--sample", type=_positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (default: 64)")
+    p.add_argument("--workers", type=positive_int, help="image decoding threads (default: up to 8)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N samples")
+    p.add_argument("--sample", type=positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
     p.add_argument("--resume", action="store_true", help="reuse predictions of conditions already completed in --out")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (counted in results) instead of failing")
-    p.add_argument("--max-image-pixels", type=_positive_int, metavar="N",
+    p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
                    help="refuse images with more than N pixels (width x height; default: 64000000)")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="let symbolic links in a data folder or manifest lead out of it (refused by default)")
     p.add_argument("--corruption-backend", choices=("torch", "reference"), help="corruption engine (default: torch)")
-    p.add_argument("--devices", metavar="FLEET.yaml", help="device profiles file for the device suite")
-    p.add_argument("--device-column", metavar="COLUMN", help="data column naming the capturing device (real device shift)")
+    p.add_argument("--device-profiles", metavar="FLEET.yaml",
+                   help="capture-device profiles (camera, ISP, codec) for the device suite")
+    p.add_argument("--capture-column", metavar="COLUMN",
+                   help="data column naming each sample's capture device (real device shift)")
+    p.add_argument("--devices", metavar="FLEET.yaml", help="deprecated name of --device-profiles")
+    p.add_argument("--device-column", metavar="COLUMN", help="deprecated name of --capture-column")
     p.add_argument("--calibration-data", metavar="DATA", help="separate data to fit the temperature on")
-    _add_model_flags(p)
+    add_model_flags(p)
     p.set_defaults(func=_cmd_run)
 
 
@@ -228,8 +189,9 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.api import regate
+    from evalsuite.atomic_io import atomic_write_text
     from evalsuite.report import render_junit, render_summary
-    from evalsuite.results import atomic_write_text, iter_metric_paths, load_results
+    from evalsuite.results import iter_metric_paths, load_results
 
     if args.list_metrics:
         results = load_results(args.results)
@@ -252,7 +214,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _write_gates_json(outcomes: list[Any], out: Any) -> None:
     from pathlib import Path
 
-    from evalsuite.results import atomic_write_text
+    from evalsuite.atomic_io import atomic_write_text
 
     atomic_write_text(Path(out) / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
 
@@ -261,9 +223,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.api import regate
+    from evalsuite.atomic_io import atomic_write_text
     from evalsuite.gates import GateOutcome
     from evalsuite.report import render_scorecard
-    from evalsuite.results import atomic_write_text, load_results
+    from evalsuite.results import load_results
 
     src = Path(args.results)
     base = src if src.is_dir() else src.parent
@@ -305,7 +268,7 @@ def _add_gate_report(sub: Any) -> None:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from evalsuite.models import inspect_model
 
-    info = inspect_model(args.model, device=args.device, checkpoint=args.checkpoint, overrides=_model_overrides(args) or None)
+    info = inspect_model(args.model, device=args.device, checkpoint=args.checkpoint, overrides=model_overrides(args) or None)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -366,7 +329,7 @@ def _add_misc(sub: Any) -> None:
     p = sub.add_parser("inspect", help="print what evalsuite found in a model file (inputs, preprocessing, classes)")
     p.add_argument("model", help="model.onnx, model.pt, model.pt2 or timm:<name>")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_model_flags(p)
+    add_model_flags(p)
     p.set_defaults(func=_cmd_inspect)
     p = sub.add_parser("ls", help="list plug-ins: " + ", ".join(LISTABLE))
     p.add_argument("kind", help="what to list: " + ", ".join(LISTABLE))
@@ -376,7 +339,7 @@ def _add_misc(sub: Any) -> None:
     p = sub.add_parser("demo", help="train a small CNN on builtin:digits, export ONNX, run the standard suite")
     p.add_argument("--out", default="reports/demo", help="output folder (default: reports/demo)")
     p.add_argument("--suite", default="standard", help="suite preset or YAML (default: standard)")
-    p.add_argument("--epochs", type=_positive_int, default=12, help="training epochs (default: 12)")
+    p.add_argument("--epochs", type=positive_int, default=12, help="training epochs (default: 12)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.set_defaults(func=_cmd_demo)

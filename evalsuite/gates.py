@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,23 +33,102 @@ GATE_KEYS = ("name", "metric", "min", "max", "max_drop", "severity", "bound", "d
 POLICY_KEYS = ("version", "description", "gates")
 DEFAULT_POLICY = "default"
 
-PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+class Severity(StrEnum):
+    """What a gate that does not hold does to the verdict."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class Bound(StrEnum):
+    """Which number of a metric leaf a gate compares: the estimate or an end of its CI."""
+
+    POINT = "point"
+    CI_LOWER = "ci_lower"
+    CI_UPPER = "ci_upper"
+
+
+class Status(StrEnum):
+    """The outcome of one gate."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+PASS, WARN, FAIL, SKIP = Status.PASS, Status.WARN, Status.FAIL, Status.SKIP
+
+
+def _enum(kind: type[StrEnum], value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        choices = " or ".join(repr(m.value) for m in kind)
+        raise PolicyError(f"{what} must be {choices}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
 class Gate:
-    """One validated gate."""
+    """One gate: a policy's or a suite's built-in check, validated when it is made.
+
+    Suites build their checks as ``Gate.check(...)`` objects, so a malformed check is a bug
+    found where it is written, not when a run is gated; policies go through :func:`parse_gate`.
+    """
 
     metric: str
     name: str
     min: float | None = None
     max: float | None = None
     max_drop: float | None = None
-    severity: str = "fail"
-    bound: str = "point"
+    severity: Severity = Severity.FAIL
+    bound: Bound = Bound.POINT
     description: str = ""
     optional: bool = False
     builtin: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric.strip():
+            raise PolicyError("a gate needs 'metric' (a dotted path such as clean.accuracy)")
+        object.__setattr__(self, "severity", _enum(Severity, self.severity, f"gate on {self.metric}: severity"))
+        object.__setattr__(self, "bound", _enum(Bound, self.bound, f"gate on {self.metric}: bound"))
+        for key in ("min", "max", "max_drop"):
+            v = getattr(self, key)
+            if v is not None:
+                object.__setattr__(self, key, _number(v, f"gate on {self.metric}", key))
+        if self.min is None and self.max is None and self.max_drop is None:
+            raise PolicyError(f"gate on {self.metric} needs at least one of min, max, max_drop")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PolicyError(f"gate on {self.metric}: min {self.min:g} is greater than max {self.max:g}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise PolicyError(f"gate on {self.metric}: max_drop must be >= 0, got {self.max_drop:g}")
+
+    @classmethod
+    def check(
+        cls,
+        name: str,
+        metric: str,
+        *,
+        min: float | None = None,  # noqa: A002 - the policy key
+        max: float | None = None,  # noqa: A002 - the policy key
+        severity: Severity = Severity.WARN,
+        bound: Bound = Bound.POINT,
+        description: str = "",
+    ) -> Gate:
+        """A suite's built-in check (evaluated with the policy's gates on every run)."""
+        return cls(metric=metric, name=name, min=min, max=max, severity=severity, bound=bound,
+                   description=description, builtin=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """The gate as a policy mapping (what ``results["checks"]`` stores and :func:`parse_gate` reads)."""
+        record: dict[str, Any] = {"name": self.name, "metric": self.metric}
+        for key in ("min", "max", "max_drop"):
+            if getattr(self, key) is not None:
+                record[key] = getattr(self, key)
+        record.update(severity=str(self.severity), bound=str(self.bound), description=self.description)
+        if self.optional:
+            record["optional"] = True
+        return record
 
     def threshold_text(self) -> str:
         parts = []
@@ -66,19 +146,20 @@ class GateOutcome:
     """The verdict of one gate, with the numbers that produced it."""
 
     gate: Gate
-    status: str  # PASS | WARN | FAIL | SKIP
+    status: Status
     value: float | None
     message: str
     baseline_value: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["gate"] = asdict(self.gate)
-        return d
+        gate = asdict(self.gate)
+        gate.update(severity=str(self.gate.severity), bound=str(self.gate.bound))
+        return {"gate": gate, "status": str(self.status), "value": self.value, "message": self.message,
+                "baseline_value": self.baseline_value}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateOutcome:
-        return cls(Gate(**d["gate"]), d["status"], d.get("value"), d.get("message", ""), d.get("baseline_value"))
+        return cls(Gate(**d["gate"]), Status(d["status"]), d.get("value"), d.get("message", ""), d.get("baseline_value"))
 
 
 def _number(value: Any, where: str, key: str) -> float:
@@ -97,37 +178,24 @@ def parse_gate(raw: Any, where: str, builtin: bool = False) -> Gate:
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric.strip():
         raise PolicyError(f"{where}: 'metric' (a dotted path such as clean.accuracy) is required")
-    lo = _number(raw["min"], where, "min") if raw.get("min") is not None else None
-    hi = _number(raw["max"], where, "max") if raw.get("max") is not None else None
-    drop = _number(raw["max_drop"], where, "max_drop") if raw.get("max_drop") is not None else None
-    if lo is None and hi is None and drop is None:
-        raise PolicyError(f"{where}: gate on {metric} needs at least one of min, max, max_drop")
-    if lo is not None and hi is not None and lo > hi:
-        raise PolicyError(f"{where}: min {lo:g} is greater than max {hi:g}")
-    if drop is not None and drop < 0:
-        raise PolicyError(f"{where}: max_drop must be >= 0, got {drop:g}")
-    severity = raw.get("severity", "fail")
-    if severity not in ("fail", "warn"):
-        raise PolicyError(f"{where}: severity must be 'fail' or 'warn', got {severity!r}")
-    bound = raw.get("bound", "point")
-    if bound not in ("point", "ci_lower", "ci_upper"):
-        raise PolicyError(f"{where}: bound must be 'point', 'ci_lower' or 'ci_upper', got {bound!r}")
     optional = raw.get("optional", False)
     if not isinstance(optional, bool):
         raise PolicyError(f"{where}: optional must be true or false")
-    name = raw.get("name") or metric
-    return Gate(
-        metric=metric.strip(),
-        name=str(name),
-        min=lo,
-        max=hi,
-        max_drop=drop,
-        severity=severity,
-        bound=bound,
-        description=str(raw.get("description", "")),
-        optional=optional,
-        builtin=builtin,
-    )
+    try:
+        return Gate(
+            metric=metric.strip(),
+            name=str(raw.get("name") or metric),
+            min=raw.get("min"),
+            max=raw.get("max"),
+            max_drop=raw.get("max_drop"),
+            severity=raw.get("severity", "fail"),
+            bound=raw.get("bound", "point"),
+            description=str(raw.get("description", "")),
+            optional=optional,
+            builtin=builtin,
+        )
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
 
 
 def parse_policy(data: Any, origin: str) -> list[Gate]:
@@ -247,11 +315,15 @@ def check_baseline_matches(
     """Refuse a baseline measured on other data or other conditions; returns the differences.
 
     A non-regression gate compares like with like only when both runs saw the same samples
-    (data fingerprint) under the same conditions (keys and parameters). A difference is a
-    :class:`PolicyError` unless ``allow_mismatch`` (``--allow-baseline-mismatch``), in which
-    case it is logged as a warning and returned so it can be recorded.
+    (data fingerprint) under the same conditions (keys and parameters; a condition's identity,
+    ``params["condition"]``, follows from its key and is not compared, so a baseline written
+    before conditions carried one still matches). A difference is a :class:`PolicyError`
+    unless ``allow_mismatch`` (``--allow-baseline-mismatch``), in which case it is logged as a
+    warning and returned so it can be recorded.
     """
     import logging
+
+    from evalsuite.conditions import measured_params
 
     problems = []
     base_fp = baseline.get("provenance", {}).get("data_fingerprint") or baseline.get("data", {}).get("fingerprint")
@@ -261,7 +333,7 @@ def check_baseline_matches(
     only_here = sorted(set(conditions) - set(base_conditions))
     only_there = sorted(set(base_conditions) - set(conditions))
     changed = sorted(k for k in set(conditions) & set(base_conditions)
-                     if _canonical(conditions[k]) != _canonical(base_conditions[k]))
+                     if _canonical(measured_params(conditions[k])) != _canonical(measured_params(base_conditions[k])))
     for label, keys in (("conditions missing from the baseline", only_here),
                         ("conditions only in the baseline", only_there),
                         ("conditions with other parameters", changed)):
@@ -289,7 +361,7 @@ def _observed(leaf: dict[str, Any], bound: str) -> float | None:
 def evaluate_gate(gate: Gate, results: dict[str, Any], baseline: dict[str, Any] | None) -> GateOutcome:
     """PASS/WARN/FAIL/SKIP for one gate."""
     leaf = resolve_metric(results.get("metrics", {}), gate.metric)
-    bad = FAIL if gate.severity == "fail" else WARN
+    bad = FAIL if gate.severity is Severity.FAIL else WARN
     if leaf is None:
         return GateOutcome(gate, SKIP, None, f"{gate.metric} not in these results (optional gate)")
     value = _observed(leaf, gate.bound)

@@ -1,4 +1,8 @@
-"""Per-condition prediction files: the unit of storage and of ``--resume``.
+"""Per-condition predictions: :class:`Predictions`, :class:`PredictionSet` and their files.
+
+:class:`Predictions` (one condition's stored outputs, aligned by row) and :class:`PredictionSet`
+(all conditions of a run) are the data the runner produces and the suites summarise; they live
+here, below both, so the runner never imports a suite module.
 
 Each condition's predictions land in ``<out>/predictions/<key>.npz`` (``/`` in the key becomes
 ``__``) as soon as the condition completes, written atomically. A file carries the identity of
@@ -11,19 +15,81 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalsuite.results import default_file_mode
-from evalsuite.suites.base import Predictions
+from evalsuite.atomic_io import atomic_path
+from evalsuite.conditions import measured_params, with_identity
+from evalsuite.stats import softmax
 
 EXTRA_PREFIX = "extra__"
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """Stored outputs of one condition, aligned by row."""
+
+    key: str
+    suite: str
+    params: dict[str, Any]
+    index: np.ndarray  # dataset positions
+    ids: np.ndarray
+    labels: np.ndarray  # int class indices
+    logits: np.ndarray  # float32 N x C
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def probs(self) -> np.ndarray:
+        cached = self.__dict__.get("_probs")
+        if cached is None:
+            cached = softmax(self.logits)
+            self.__dict__["_probs"] = cached
+        return cached
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return (self.predicted == self.labels).astype(np.float64)
+
+    @property
+    def finite(self) -> np.ndarray:
+        """Per-row flag: all logits finite."""
+        return np.all(np.isfinite(self.logits), axis=1)
+
+
+class PredictionSet(Mapping[str, Predictions]):
+    """All conditions' predictions of a run, by condition key (insertion ordered)."""
+
+    def __init__(self, items: dict[str, Predictions]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Predictions:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def by_suite(self, suite: str) -> list[Predictions]:
+        return [p for p in self._items.values() if p.suite == suite]
+
+    @property
+    def clean(self) -> Predictions:
+        return self._items["clean"]
 
 
 def condition_filename(key: str) -> str:
@@ -32,8 +98,13 @@ def condition_filename(key: str) -> str:
 
 
 def identity(run_identity: dict[str, Any], key: str, params: dict[str, Any], index: np.ndarray) -> str:
-    """sha256 over everything that determines a condition's predictions."""
-    h = hashlib.sha256(json.dumps({"run": run_identity, "key": key, "params": params}, sort_keys=True, default=str).encode())
+    """sha256 over everything that determines a condition's predictions.
+
+    The condition's identity (``params["condition"]``) is left out: it follows from the key, and
+    files written before conditions carried one keep their hash, so ``--resume`` reuses them.
+    """
+    doc = {"run": run_identity, "key": key, "params": measured_params(params)}
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(index, dtype=np.int64).tobytes())
     return h.hexdigest()
 
@@ -69,7 +140,7 @@ class PredictionStore:
                 preds = Predictions(
                     key=key,
                     suite=meta["suite"],
-                    params=meta["params"],
+                    params=with_identity(key, meta["suite"], meta["params"]),
                     index=z["index"],
                     ids=z["ids"].astype(object),
                     labels=z["labels"],
@@ -105,15 +176,6 @@ class PredictionStore:
         for name, arr in p.extras.items():
             a = np.asarray(arr)
             arrays[EXTRA_PREFIX + name] = a.astype(str) if a.dtype == object else a
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix="." + path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
         return path

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import ResultsError
+from evalsuite.atomic_io import atomic_write_text
+from evalsuite.errors import ResultsError, UsageError
 from evalsuite.stats import is_metric
 
 SCHEMA_VERSION = "1.0"
@@ -139,39 +138,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def default_file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` either keeps its old content or has all of the new.
-
-    The temporary file sits beside the target (same filesystem, so the rename is atomic), is
-    synced before the rename and gets the mode a plain ``open()`` would have given.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def dumps(results: dict[str, Any]) -> str:
     return json.dumps(_jsonable(results), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
@@ -230,6 +196,30 @@ def load_results(path: str | Path) -> dict[str, Any]:
         )
     validate(data)
     return data
+
+
+def gate_path(key: str) -> str:
+    """The one rule from a condition key to its part of a gate path: ``/`` written as ``.``.
+
+    ``corruption/fog/3`` -> ``corruption.fog.3`` (``calibration.corruption.fog.3.ece``,
+    ``slices.corruption.fog.3.<column>...``); ``clean`` stays ``clean``. Every suite that puts a
+    condition key into its metrics uses this; :func:`check_gate_paths` keeps it one-to-one.
+    """
+    return str(key).replace("/", ".")
+
+
+def check_gate_paths(keys: Iterable[str]) -> None:
+    """UsageError when two condition keys share a gate path (``device/op.jpeg.3`` and
+    ``device/op/jpeg/3``): a gate could not tell them apart."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        path = gate_path(key)
+        if path in seen and seen[path] != key:
+            raise UsageError(
+                f"conditions {seen[path]!r} and {key!r} share the gate path {path!r}; rename one of them "
+                "(a device profile, say) so no two keys differ only in '/' versus '.'"
+            )
+        seen[path] = key
 
 
 def iter_metric_paths(metrics: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from evalsuite.conditions import BatchContext, Condition
-from evalsuite.predictions import PredictionStore
+from evalsuite.predictions import Predictions, PredictionStore
 from evalsuite.progress import progress
-from evalsuite.suites.base import Predictions
+from evalsuite.tensors import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,6 @@ class ImageSource:
         return np.concatenate(parts) if parts else np.empty((0, *self.info.input_size, 3), np.uint8)
 
 
-def to_tensor(images: np.ndarray, device: str) -> Any:
-    """uint8 NHWC -> float32 NCHW in [0, 1] on ``device``."""
-    import torch
-
-    if device == "cpu":  # NumPy's single-threaded conversion beats waking torch's pool for this
-        return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0))
-    t = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
-    return t.permute(0, 3, 1, 2).float().div_(255.0)
-
-
 @dataclass
 class ConditionRun:
     predictions: Predictions
@@ -200,41 +190,58 @@ def run_condition(
         if on_batch is not None:
             on_batch(len(item.index))
 
+    batches = source.batches(positions, batch_size)
     if condition.uses_model:
-        for idx, images in source.batches(positions, batch_size):
+        for idx, images in batches:
             consume(produce(idx, images))
     else:
-        q: queue.Queue = queue.Queue(maxsize=2)
-        stop = threading.Event()
+        _prefetch((produce(idx, images) for idx, images in batches), consume, name=f"evalsuite-{condition.key}")
+    return _assemble(condition, results, ids, labels, model.info.num_classes)
 
-        def worker() -> None:
-            try:
-                for idx, images in source.batches(positions, batch_size):
-                    if stop.is_set():
-                        return
-                    q.put(produce(idx, images))
-                q.put(_DONE)
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the consumer thread
-                q.put(exc)
 
-        thread = threading.Thread(target=worker, name=f"evalsuite-{condition.key}", daemon=True)
-        thread.start()
+def _prefetch(items: Iterator[Any], consume: Callable[[Any], None], name: str) -> None:
+    """Drain ``items`` on a worker thread (two ahead) while ``consume`` runs on this one, so
+    perturbing the next batch overlaps the model's forward pass; a worker error is re-raised here."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def worker() -> None:
         try:
-            while True:
-                item = q.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                consume(item)
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    thread.join(timeout=0.05)
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the consumer thread
+            q.put(exc)
 
+    thread = threading.Thread(target=worker, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            consume(item)
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _assemble(
+    condition: Condition,
+    results: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+) -> Predictions:
+    """One condition's per-batch outputs joined into its :class:`Predictions`."""
     if results:
         index = np.concatenate([r[0] for r in results])
         logits = np.concatenate([r[1] for r in results])
@@ -242,7 +249,7 @@ def run_condition(
         extras = {k: np.concatenate([r[2][k] for r in results]) for k in extra_names}
     else:
         index = np.empty(0, dtype=np.int64)
-        logits = np.empty((0, model.info.num_classes), dtype=np.float32)
+        logits = np.empty((0, n_classes), dtype=np.float32)
         extras = {}
     return Predictions(
         key=condition.key,

@@ -24,11 +24,6 @@ def sample_seeds(seed: int, key: str, sample_ids: Sequence[str]) -> np.ndarray:
     return np.array([sample_seed(seed, key, str(s)) for s in sample_ids], dtype=np.int64)
 
 
-def sample_rngs(seed: int, key: str, sample_ids: Sequence[str]) -> list[np.random.Generator]:
-    """One NumPy generator per sample, seeded by :func:`sample_seed`."""
-    return [np.random.default_rng(s) for s in sample_seeds(seed, key, sample_ids)]
-
-
 def torch_generators(seed: int, key: str, sample_ids: Sequence[str], device: object = "cpu") -> list:
     """One ``torch.Generator`` per sample on ``device``, seeded by :func:`sample_seed`."""
     import torch

@@ -71,7 +71,7 @@ def test_pgd_through_evalsuite_equals_torchattacks_called_directly(digits_model,
     """Same model, same seed: the suite's PGD robust accuracy equals torchattacks.PGD's, sample by sample."""
     import torchattacks
 
-    from evalsuite.runner import to_tensor
+    from evalsuite.tensors import to_tensor
 
     model = TorchModel(digits_model)
     eps, steps, n, batch = 4 / 255, 10, 48, 16
@@ -160,7 +160,7 @@ def test_violations_fail_the_builtin_gate(digits_model, tmp_path, monkeypatch):
     # nothing out of budget was used: every stored input is the clean image
     assert np.all(p.extras["linf"] == 0)
     assert out.metrics["linf"]["8_255"]["robust_accuracy"]["value"] == out.metrics["clean_accuracy"]["value"]
-    outcomes = evaluate({"metrics": {"adversarial": out.metrics}, "checks": out.checks}, [])
+    outcomes = evaluate({"metrics": {"adversarial": out.metrics}, "checks": [c.to_record() for c in out.checks]}, [])
     status = {o.gate.metric: o.status for o in outcomes}
     assert status["adversarial.violations"] == FAIL
 

@@ -138,7 +138,7 @@ def test_black_box_fallback_when_the_bridge_is_refused(digits_onnx, digits_model
     robust = out.metrics["linf"]["8_255"]["robust_accuracy"]["value"]
     assert robust < out.metrics["clean_accuracy"]["value"]
     outcomes = {o.gate.metric: o.status for o in evaluate({"metrics": {"adversarial": out.metrics},
-                                                          "checks": out.checks}, [])}
+                                                          "checks": [c.to_record() for c in out.checks]}, [])}
     assert outcomes["adversarial.white_box"] == WARN
     assert outcomes["adversarial.violations"] == "PASS"
 

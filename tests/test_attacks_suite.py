@@ -21,7 +21,7 @@ def smoke_run(digits_model, tmp_path_factory):
 
 
 def _outcomes(out) -> dict[str, str]:
-    results = {"metrics": {"adversarial": out.metrics}, "checks": out.checks}
+    results = {"metrics": {"adversarial": out.metrics}, "checks": [c.to_record() for c in out.checks]}
     return {o.gate.metric: o.status for o in evaluate(results, [])}
 
 
@@ -58,7 +58,7 @@ def test_smoke_conditions_subset_and_gate_paths(smoke_run):
 
 def test_smoke_numbers_are_per_sample_worst_case(smoke_run, digits_model):
     suite, conds, preds, out, ctx, _ = smoke_run
-    from evalsuite.runner import to_tensor
+    from evalsuite.tensors import to_tensor
 
     subset = conds[0].indices
     x = to_tensor(ctx.image_source(subset), "cpu")
@@ -91,7 +91,7 @@ def test_report_curves_examples_and_scorecard_section(smoke_run):
     import json
 
     suite, conds, preds, out, ctx, out_dir = smoke_run
-    json.dumps({"metrics": out.metrics, "checks": out.checks, "report": out.report,
+    json.dumps({"metrics": out.metrics, "checks": [c.to_record() for c in out.checks], "report": out.report,
                 "params": [c.params for c in conds]}, allow_nan=False)  # results.json material
     r = out.report
     assert r["mode"] == "white-box" and r["tier"] == "smoke"
@@ -169,7 +169,7 @@ def test_sanity_gates_flag_gradient_masking(digits_model, tmp_path):
     # FGSM/PGD see no gradient; the query-only Square check breaks what they could not
     assert san["blackbox_only_successes"]["value"] > 0
     assert status["adversarial.sanity.blackbox_only_successes"] == WARN
-    desc = {c["metric"]: c["description"] for c in out.checks}
+    desc = {c.metric: c.description for c in out.checks}
     assert "gradient masking" in desc["adversarial.sanity.bad_gradient_fraction"]
     assert "gradient masking" in desc["adversarial.sanity.blackbox_only_successes"]
 
@@ -178,7 +178,7 @@ def test_apgd_ce_through_evalsuite_equals_torchattacks_called_directly(digits_mo
     import torchattacks
 
     from evalsuite.attacks.engine import attack_seed
-    from evalsuite.runner import to_tensor
+    from evalsuite.tensors import to_tensor
 
     model = TorchModel(digits_model)
     opts = {"attacks": ["apgd-ce"], "apgd_steps": 10, "n": 32, "norms": ["l2"], "l2_eps": [0.5], "sanity": False,

@@ -92,6 +92,12 @@ class OrtModel(Model):
 
         return bridge_for(self)
 
+    def checked_torch_module(self, inputs: Any = None, *, tolerance: float, device: str | None = None) -> Any:
+        """As the ONNX adapter: the gradient bridge, checked against onnxruntime on ``inputs``."""
+        from evalsuite.models.onnx_model import OnnxModel
+
+        return OnnxModel.checked_torch_module(self, inputs, tolerance=tolerance, device=device)
+
 
 def digits_test_dataset(n: int | None = None):
     from evalsuite.data.builtin import load_digits_dataset

@@ -127,9 +127,9 @@ def test_scale_output_calibrates_consumers_and_needs_a_name_with_two_outputs():
     import onnxruntime as ort
     from onnx import TensorProto
 
-    from evalsuite.calibration.metrics import softmax
     from evalsuite.calibration.onnx_bake import scale_output
     from evalsuite.errors import ModelError
+    from evalsuite.stats import softmax
 
     model, _ = _tiny_onnx(TensorProto.FLOAT, two_outputs=True)
     with pytest.raises(ModelError, match="2 outputs"):
@@ -151,10 +151,11 @@ def test_calibrate_onnx_end_to_end(overconfident, tmp_path, capsys, _main):
     import onnx
     import onnxruntime as ort
 
-    from evalsuite.calibration.metrics import ece, softmax
+    from evalsuite.calibration.metrics import ece
     from evalsuite.calibration.onnx_bake import read_onnx_metadata
     from evalsuite.calibration.split import stratified_split
     from evalsuite.data import open_dataset
+    from evalsuite.stats import softmax
 
     src, _ = overconfident
     out = tmp_path / "digits.calibrated.onnx"

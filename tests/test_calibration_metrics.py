@@ -27,23 +27,22 @@ import pytest
 
 import evalsuite.calibration as cal
 from evalsuite.calibration.bootstrap import (
-    bootstrap_weights,
     calibration_leaves,
     consistency_ece,
     weighted_aurc,
     weighted_bin_sums,
     weighted_classwise,
-    weighted_ece,
     weighted_mass_bins,
-    weighted_mce,
-    weighted_overconfidence,
 )
-from evalsuite.calibration.metrics import (
-    CalibrationInputError,
+from evalsuite.calibration.metrics import CalibrationInputError, top_label
+from evalsuite.stats import (
+    count_blocks,
+    ece_from_sums,
     edge_bins,
     mass_edges,
+    mce_from_sums,
+    overconfidence_from_sums,
     softmax,
-    top_label,
     width_bins,
 )
 
@@ -355,9 +354,9 @@ def test_weighted_statistics_reduce_to_point_estimates():
     w = np.ones((1, len(y)))
     bins = width_bins(tl.confidence, 15)
     sums = weighted_bin_sums(bins, tl, w, 15)
-    assert weighted_ece(*sums)[0] == pytest.approx(cal.ece(p, y), abs=1e-14)
-    assert weighted_mce(*sums)[0] == pytest.approx(cal.mce(p, y), abs=1e-14)
-    assert weighted_overconfidence(sums[1], sums[2])[0] == pytest.approx(cal.overconfidence(p, y), abs=1e-14)
+    assert ece_from_sums(*sums)[0] == pytest.approx(cal.ece(p, y), abs=1e-14)
+    assert mce_from_sums(*sums)[0] == pytest.approx(cal.mce(p, y), abs=1e-14)
+    assert overconfidence_from_sums(sums[1], sums[2])[0] == pytest.approx(cal.overconfidence(p, y), abs=1e-14)
     mb = weighted_mass_bins(tl.confidence, w, 15)
     assert np.array_equal(mb[0], edge_bins(tl.confidence, mass_edges(tl.confidence, 15)))
     assert weighted_classwise(p, y, w, 15)[0] == pytest.approx(cal.classwise_ece(p, y), abs=1e-14)
@@ -373,9 +372,9 @@ def test_weighted_counts_equal_explicit_resampling():
     w = np.bincount(idx, minlength=len(y)).astype(float)[None, :]
     tl = top_label(p, y)
     pr, yr = p[idx], y[idx]
-    assert weighted_ece(*weighted_bin_sums(width_bins(tl.confidence, 15), tl, w, 15))[0] == pytest.approx(cal.ece(pr, yr))
+    assert ece_from_sums(*weighted_bin_sums(width_bins(tl.confidence, 15), tl, w, 15))[0] == pytest.approx(cal.ece(pr, yr))
     mb = weighted_mass_bins(tl.confidence, w, 15)
-    assert weighted_ece(*weighted_bin_sums(mb, tl, w, 15))[0] == pytest.approx(cal.adaptive_ece(pr, yr), abs=1e-14)
+    assert ece_from_sums(*weighted_bin_sums(mb, tl, w, 15))[0] == pytest.approx(cal.adaptive_ece(pr, yr), abs=1e-14)
     assert weighted_aurc(tl, w)[0][0] == pytest.approx(cal.aurc(pr, yr), abs=1e-12)
     assert weighted_classwise(p, y, w, 15)[0] == pytest.approx(cal.classwise_ece(pr, yr), abs=1e-14)
 
@@ -403,9 +402,9 @@ def test_bootstrap_intervals_equal_evalsuite_stats():
     assert leaves["ece"]["n"] == 200 and leaves["ece"]["direction"] == "lower"
 
 
-def test_bootstrap_weights_chunking_is_seed_stable():
-    a = np.concatenate(list(bootstrap_weights(50, 37, seed=3, max_elements=50 * 4)))
-    b = np.concatenate(list(bootstrap_weights(50, 37, seed=3)))
+def test_bootstrap_counts_chunking_is_seed_stable():
+    a = np.concatenate(list(count_blocks(50, 37, seed=3, chunk=4)))
+    b = np.concatenate(list(count_blocks(50, 37, seed=3)))
     assert np.array_equal(a, b) and a.shape == (37, 50) and np.all(a.sum(axis=1) == 50)
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import evalsuite.calibration as cal
-from evalsuite.calibration.metrics import softmax
 from evalsuite.calibration.split import stratified_split
 from evalsuite.calibration.temperature import fit_temperature
 from evalsuite.errors import UsageError
 from evalsuite.results import _jsonable, resolve_metric
+from evalsuite.stats import softmax
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext
 from evalsuite.suites.calibration import CalibrationSuite, metric_keys
 
@@ -122,7 +122,7 @@ def test_temperature_uses_only_the_calibration_part(run_and_preds, output):
     assert leaf["n"] == int(rows.sum())
     za = att.logits.astype(np.float64)[rows]
     assert leaf["value"] == pytest.approx(cal.ece(softmax(za / t), att.labels[rows]), abs=1e-12)
-    assert output.checks and output.checks[0]["metric"] == "calibration.clean.temperature_converged"
+    assert output.checks and output.checks[0].metric == "calibration.clean.temperature_converged"
     assert output.metrics["clean"]["temperature_converged"]["value"] == 1.0
 
 
@@ -163,13 +163,30 @@ def test_clean_only_run_has_an_empty_worst_shift(run_and_preds):
     assert "classwise_ece" not in out.metrics["clean"]
 
 
-def test_metric_keys_stay_unambiguous():
-    m = metric_keys(["clean", "corruption/fog/3", "a/b.c", "a.b/c", "worst_shift", "attack/l2/0.5"])
-    assert m["clean"] == "clean" and m["corruption/fog/3"] == "corruption.fog.3"
-    assert m["attack/l2/0.5"] == "attack.l2.0.5"
-    assert m["a/b.c"] == "a__b.c" and m["a.b/c"] == "a.b__c"
-    assert m["worst_shift"] not in ("worst_shift", "worst_attack")
-    assert len(set(m.values())) == len(m)
+def test_metric_keys_are_gate_paths_and_ambiguity_is_refused():
+    m = metric_keys(["clean", "corruption/fog/3", "device/op/jpeg/3", "attack/l2/0.5"])
+    assert m == {"clean": "clean", "corruption/fog/3": "corruption.fog.3", "device/op/jpeg/3": "device.op.jpeg.3",
+                 "attack/l2/0.5": "attack.l2.0.5"}
+    with pytest.raises(UsageError, match="share the gate path 'a.b.c'"):
+        metric_keys(["a/b.c", "a.b/c"])
+    with pytest.raises(UsageError, match="shadow calibration.worst_shift"):
+        metric_keys(["clean", "worst_shift"])
+
+
+def test_summary_reads_recorded_identities_like_keys(run_and_preds, output):
+    """Predictions carrying their identity (new runs) and bare keys (older files) summarise alike."""
+    from dataclasses import replace
+
+    from evalsuite.conditions import with_identity
+
+    run, preds = run_and_preds
+    stamped = PredictionSet({k: replace(p, params=with_identity(k, p.suite, p.params)) for k, p in preds.items()})
+    assert stamped["corruption/fog/3"].params["condition"]["parts"] == ["fog", 3]
+    again = CalibrationSuite({"n_boot": 200}).summarize(run, stamped)
+    assert json.dumps(_jsonable(again.metrics), sort_keys=True) == json.dumps(_jsonable(output.metrics), sort_keys=True)
+    assert json.dumps(_jsonable(again.report), sort_keys=True) == json.dumps(_jsonable(output.report), sort_keys=True)
+    labels = {r["key"]: r["label"] for r in output.report["conditions"]}
+    assert labels["corruption/fog/3"] == "fog 3" and labels["attack/l2/0.5"] == "l2 0.5" and labels["clean"] == "clean"
 
 
 def test_nonfinite_rows_are_dropped_and_counted(run_and_preds):
@@ -194,7 +211,7 @@ def test_failed_fit_gives_a_warn_check(run_and_preds):
     assert leaf["value"] == 0.0 and "classified correctly" in leaf["message"]
     assert out.metrics["clean"]["temperature"]["value"] is None
     assert "ece_after_temperature" not in out.metrics["clean"]
-    assert out.checks[0]["severity"] == "warn" and out.checks[0]["min"] == 1
+    assert out.checks[0].severity == "warn" and out.checks[0].min == 1
     assert "no temperature" in out.report["temperature"]["skipped"]
     html = _render(out)
     assert "Temperature scaling skipped" in html and "Reliability before and after" not in html

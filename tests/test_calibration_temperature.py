@@ -16,8 +16,9 @@ import warnings
 import numpy as np
 import pytest
 
-from evalsuite.calibration.metrics import CalibrationInputError, nll_from_logits, softmax
+from evalsuite.calibration.metrics import CalibrationInputError, nll_from_logits
 from evalsuite.calibration.temperature import apply_temperature, fit_temperature, nll_at_temperature
+from evalsuite.stats import softmax
 
 
 def _calibrated_logits(rng: np.random.Generator, n: int, c: int, scale: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,15 +13,9 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from evalsuite.stats import bootstrap_mean_ci, metric
-from evalsuite.suites.base import Predictions, softmax
-from evalsuite.suites.clean import (
-    classification_metrics,
-    confusion,
-    macro_f1,
-    per_sample_nll,
-    predicted_labels,
-)
+from evalsuite.stats import bootstrap_mean_ci, metric, per_sample_nll, predicted_labels, softmax
+from evalsuite.suites.base import Predictions
+from evalsuite.suites.clean import classification_metrics, confusion, macro_f1
 
 
 def _preds(logits: np.ndarray, labels: np.ndarray) -> Predictions:

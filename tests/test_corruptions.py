@@ -55,6 +55,73 @@ def test_names_and_listing():
     assert all(get_corruption(n).name == n for n in NAMES)
 
 
+# ImageNet-C's order (Hendrycks & Dietterich, imagecorruptions' get_corruption_names): the
+# registry lists the built-ins in the order their decorators appear, module by module.
+IMAGENET_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+              "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+              "jpeg_compression")
+IMAGENET_C_HELD_OUT = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+IMAGENET_C_FAMILIES = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
+    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
+}
+
+
+def test_registry_order_and_membership_are_imagenet_cs():
+    from evalsuite.corruptions import FAMILIES
+
+    assert BENCHMARK == IMAGENET_C and HELD_OUT == IMAGENET_C_HELD_OUT and NAMES == IMAGENET_C + IMAGENET_C_HELD_OUT
+    assert FAMILIES == IMAGENET_C_FAMILIES and list(FAMILIES) == ["noise", "blur", "weather", "digital"]
+    assert [n for n in NAMES if get_corruption(n).on_grid] == ["pixelate", "jpeg_compression"]
+    assert [n for n in NAMES if get_corruption(n).per_image_cpu] == ["zoom_blur", "fog", "pixelate", "jpeg_compression"]
+
+
+def test_registry_order_does_not_depend_on_import_order():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import evalsuite.corruptions.digital, evalsuite.corruptions.weather;"
+            "from evalsuite.corruptions import NAMES; print(','.join(NAMES))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "EVALSUITE_DISABLE_PLUGINS": "1"})
+    assert r.returncode == 0 and r.stdout.strip().split(",") == list(NAMES), r.stderr
+
+
+def test_docs_table_matches_the_registry():
+    """docs/corruptions.md's parameter table lists every registered corruption with its family."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "corruptions.md").read_text()
+    rows = dict(re.findall(r"^\| ([a-z_]+) \| ([a-z]+(?: \(held out\))?) \| (?:yes|no) \|", text, re.M))
+    want = {n: get_corruption(n).family + (" (held out)" if get_corruption(n).held_out else "") for n in NAMES}
+    assert rows == want
+
+
+def test_register_corruption_checks_its_arguments():
+    from evalsuite.corruptions import register_corruption
+
+    def apply(x, severity, draws):
+        return x
+
+    with pytest.raises(ValueError, match="must match"):
+        register_corruption("Bad-Name", family="toy", description="x")
+    with pytest.raises(ValueError, match="exclude each other"):
+        register_corruption("toy_x", family="toy", description="x", benchmark=True, held_out=True)
+    with pytest.raises(ValueError, match="subset name"):
+        register_corruption("toy_x", family="benchmark", description="x")
+    with pytest.raises(ValueError, match="one non-empty line"):
+        register_corruption("toy_x", family="toy", description="")
+    with pytest.raises(TypeError, match="draw must be callable"):
+        register_corruption("toy_x", family="toy", description="x", draw=3)
+    with pytest.raises(ValueError, match="already registered"):
+        register_corruption("fog", family="weather", description="x")(apply)
+    assert "toy_x" not in NAMES and "fog" in NAMES
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_every_corruption(name, batch):
     """Shape, dtype, device, range and 8-bit grid; same seed -> same output, for every corruption."""

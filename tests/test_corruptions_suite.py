@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from evalsuite.conditions import ConditionIdentity, measured_params
 from evalsuite.data.base import Dataset
 from evalsuite.errors import UsageError
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext
@@ -42,7 +43,10 @@ def test_presets_and_conditions(tmp_path):
     assert {c.params["severity"] for c in fast} == {1, 3, 5}
     c0 = fast[0]
     assert c0.key == "corruption/gaussian_noise/1" and c0.suite == "corruption" and not c0.uses_model
-    assert c0.params == {"name": "gaussian_noise", "severity": 1, "backend": "torch"}
+    assert measured_params(c0.params) == {"name": "gaussian_noise", "severity": 1, "backend": "torch"}
+    assert c0.identity == ConditionIdentity("corruption", "corruption", ("gaussian_noise", 1))
+    assert c0.params["condition"] == {"suite": "corruption", "kind": "corruption", "parts": ["gaussian_noise", 1],
+                                      "label": "gaussian_noise 1"}
     assert len(CorruptionSuite({"preset": "benchmark"}).conditions(run)) == 75
     assert len(CorruptionSuite({"preset": "all"}).conditions(run)) == 95
     explicit = CorruptionSuite({"corruptions": ["saturate", "fog"], "severities": [2]}).conditions(run)
@@ -102,7 +106,7 @@ def test_metrics_are_hand_computable(tmp_path):
         lo, hi = leaf["ci"]
         assert lo <= leaf["value"] <= hi and leaf["n"] == 4
     assert "mce" not in m  # no baseline given
-    assert out.checks and out.checks[0]["metric"] == "corruption.relative_drop"
+    assert out.checks and out.checks[0].metric == "corruption.relative_drop"
     # ties keep the suite's order (fog before contrast)
     assert [(w["name"], w["severity"]) for w in out.report["worst"]] == [("contrast", 2), ("fog", 2), ("contrast", 1)]
     assert out.report["heatmap"] == [[0.75, 0.5], [0.5, 0.0]]

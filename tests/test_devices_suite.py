@@ -124,7 +124,7 @@ def test_metrics_are_hand_computable(tmp_path):
     assert real["x"]["accuracy"]["value"] == 1.0 and real["x"]["accuracy"]["n"] == 10
     assert real["x"]["drop_vs_rest"]["value"] == pytest.approx(0.0) and real["x"]["drop_vs_rest"]["n_rest"] == 8
     assert out.report["real"]["missing"] == 2
-    assert out.checks[0]["metric"] == "device.worst.drop" and out.checks[0]["max"] == 0.10
+    assert out.checks[0].metric == "device.worst.drop" and out.checks[0].max == 0.10
     assert [r["name"] for r in out.report["profiles"]] == ["webcam-720p", "older-phone"]
     assert out.report["bar"]["values"] == pytest.approx([0.75, 0.5]) and out.report["bar"]["reference"] == pytest.approx(0.9)
 

@@ -115,3 +115,39 @@ def test_policy_files(tmp_path):
         load_policy(bad)
     with pytest.raises(PolicyError, match="not found"):
         load_policy(tmp_path / "missing.yaml")
+
+
+def test_builtin_checks_are_typed_gates_validated_where_they_are_written():
+    from evalsuite.gates import Bound, Gate, Severity, Status
+
+    g = Gate.check("accuracy floor", "clean.accuracy", min=0.5, bound="ci_lower")
+    assert g.builtin and g.severity is Severity.WARN and g.bound is Bound.CI_LOWER and g.min == 0.5
+    record = g.to_record()
+    assert record == {"name": "accuracy floor", "metric": "clean.accuracy", "min": 0.5, "severity": "warn",
+                      "bound": "ci_lower", "description": ""}
+    # the record is a policy mapping: it parses back to the same gate
+    assert parse_policy({"gates": [record]}, "t")[0] == Gate(**{**record, "severity": "warn"})
+    with pytest.raises(PolicyError, match="severity must be 'fail' or 'warn'"):
+        Gate.check("x", "clean.accuracy", min=0.5, severity="fatal")
+    with pytest.raises(PolicyError, match="needs at least one of min, max, max_drop"):
+        Gate.check("x", "clean.accuracy")
+    with pytest.raises(PolicyError, match="min 0.9 is greater than max 0.1"):
+        Gate.check("x", "clean.accuracy", min=0.9, max=0.1)
+    with pytest.raises(PolicyError, match="bound must be"):
+        Gate.check("x", "clean.accuracy", min=0.5, bound="median")
+    results = {"metrics": {"clean": {"accuracy": metric(0.4, 10, (0.3, 0.6))}}, "checks": [record]}
+    (outcome,) = evaluate(results, [])
+    assert outcome.status is Status.WARN and outcome.status == WARN == "WARN"
+
+
+def test_a_suite_check_on_an_undeclared_metric_is_our_bug_not_a_verdict():
+    from evalsuite.api import _builtin_record
+    from evalsuite.gates import Gate
+    from evalsuite.metric_specs import MetricSpec
+
+    specs = [MetricSpec("clean.accuracy"), MetricSpec("clean.error_rate", ci=False)]
+    assert _builtin_record(Gate.check("ok", "clean.accuracy", min=0.5), specs)["metric"] == "clean.accuracy"
+    with pytest.raises(RuntimeError, match="does not match the metrics its suite declared"):
+        _builtin_record(Gate.check("typo", "clean.acuracy", min=0.5), specs)
+    with pytest.raises(RuntimeError, match="needs a confidence interval"):
+        _builtin_record(Gate.check("exact", "clean.error_rate", max=0.5, bound="ci_upper"), specs)

@@ -218,11 +218,9 @@ def test_onnx_fixed_batch(digits_model, tmp_path, x_batch):
 def test_onnx_torch_module_delegates_to_bridge(digits_onnx, monkeypatch):
     model = load_model(str(digits_onnx), device="cpu")
     seen = []
-    fake = types.ModuleType("evalsuite.attacks.bridge")
+    fake = types.ModuleType("evalsuite.models.onnx_bridge")
     fake.bridge_for = lambda m: seen.append(m) or "module"
-    monkeypatch.setitem(sys.modules, "evalsuite.attacks.bridge", fake)
-    if "evalsuite.attacks" not in sys.modules:
-        monkeypatch.setitem(sys.modules, "evalsuite.attacks", types.ModuleType("evalsuite.attacks"))
+    monkeypatch.setitem(sys.modules, "evalsuite.models.onnx_bridge", fake)
     assert model.torch_module() == "module" and seen == [model]
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evalsuite.slices.audit import _percentiles, audit_groups
+from evalsuite.slices.audit import audit_groups
 from evalsuite.slices.bootstrap import replicates
 from evalsuite.slices.intervals import PairBand
 from evalsuite.slices.metrics import RowStats, metrics_from_stats, point_stats
+from evalsuite.stats import percentiles
 
 
 def _rows_with_accuracy(rng: np.random.Generator, p: np.ndarray, n_classes: int = 3) -> RowStats:
@@ -52,7 +53,7 @@ def _engine_coverage(n_draws: int, n: int, p: float, n_boot: int, method: str, m
     rows = _rows_with_accuracy(rng, np.full(n_draws * n, p))
     codes = np.repeat(np.arange(n_draws), n)
     reps = [metrics_from_stats(chunk)[metric] for chunk in replicates(rows, codes, n_draws, n_boot, seed + 1, method)[1]]
-    ci = _percentiles(np.concatenate(reps, axis=0), 0.95)
+    ci = percentiles(np.concatenate(reps, axis=0), 0.95)
     return float(np.mean((ci[0] <= truth) & (truth <= ci[1])))
 
 

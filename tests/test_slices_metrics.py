@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from evalsuite.slices.audit import _percentiles, audit_groups, audit_metrics
-from evalsuite.slices.intervals import critical_value
+from evalsuite.slices.audit import audit_groups, audit_metrics
 from evalsuite.slices.metrics import RowStats
+from evalsuite.stats import critical_value, percentiles
 from evalsuite.suites.base import softmax
 
 # Two groups of four samples, three classes; confidences chosen away from ECE bin edges.
@@ -225,7 +225,7 @@ def test_percentiles_and_critical_values_match_numpy():
     a[rng.random(a.shape) < 0.1] = np.nan
     a[:, 0, 0] = np.nan
     ref = np.nanquantile(a, [0.025, 0.975], axis=0)
-    got = _percentiles(a, 0.95)
+    got = percentiles(a, 0.95)
     np.testing.assert_allclose(got[:, 1:], ref[:, 1:], atol=1e-12)
     assert np.isnan(got[:, 0, 0]).all()
     t = rng.random((1000, 2))
@@ -265,7 +265,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_bca_matches_scipy_and_jackknife_acceleration():
     from scipy.stats import bootstrap
 
-    from evalsuite.slices.audit import bca_interval, mean_acceleration
+    from evalsuite.stats import bca_interval, mean_acceleration
 
     rng = np.random.default_rng(0)
     x = rng.exponential(1.0, 200) ** 1.5  # skewed

@@ -8,9 +8,10 @@ import types
 import numpy as np
 import pytest
 
+from evalsuite.conditions import ConditionIdentity, identity_from_key
 from evalsuite.errors import UsageError
 from evalsuite.suites.base import Predictions, PredictionSet, RunContext
-from evalsuite.suites.slices import SliceSuite, condition_family, condition_path_key
+from evalsuite.suites.slices import SliceSuite, condition_family
 
 
 def _dataset(n: int = 240, seed: int = 0):
@@ -134,7 +135,7 @@ def test_degradation_lines_name_the_group_and_condition(output):
 
 
 def test_builtin_checks_and_report_data(output):
-    checks = {c["metric"]: c for c in output.checks}
+    checks = {c.metric: c.to_record() for c in output.checks}
     c = checks["slices.region.accuracy.difference"]
     assert c["severity"] == "warn" and c["bound"] == "ci_lower" and c["max"] == pytest.approx(0.10)
     cols = {c["name"]: c for c in output.report["columns"]}
@@ -207,12 +208,15 @@ def test_option_errors_are_precise(setting):
         SliceSuite({"intersections": [["region", "camera"]], "n_boot": 0}).summarize(run, preds)
 
 
-def test_condition_keys_and_families():
-    assert condition_path_key("corruption/fog/3") == "corruption.fog.3"
-    assert condition_path_key("attack/l2/0.5") == "attack.l2.0.5"
-    assert condition_family("corruption/fog/3") == "corruption s3"
-    assert condition_family("device/webcam-720p") == "device webcam-720p"
-    assert condition_family("attack/linf/8_255") == "attack linf 8_255"
+def test_condition_families_come_from_the_identity():
+    assert condition_family(ConditionIdentity("corruption", "corruption", ("fog", 3))) == "corruption s3"
+    assert condition_family(ConditionIdentity("device", "device", ("webcam-720p",))) == "device webcam-720p"
+    assert condition_family(ConditionIdentity("device", "device", ("op", "jpeg", 3))) == "device op/jpeg/3"
+    assert condition_family(ConditionIdentity("adversarial", "attack", ("linf", "8_255"))) == "attack linf 8_255"
+    assert condition_family(ConditionIdentity("clean", "clean")) == "clean"
+    # predictions that predate identities: the same families from their keys
+    assert condition_family(identity_from_key("corruption/fog/3", "corruption")) == "corruption s3"
+    assert condition_family(identity_from_key("attack/l2/0p5", "adversarial")) == "attack l2 0p5"
 
 
 def test_suite_on_builtin_digits_columns():

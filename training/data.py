@@ -164,21 +164,15 @@ def _make_split(dataset: Any, class_names: list[str], data_cfg: Any, name: str) 
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, holdout) positions: ``fraction`` of every class held out (at least one when a class has 2+)."""
-    rng = np.random.default_rng(seed)
-    keep: list[np.ndarray] = []
-    hold: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        k = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        else:
-            k = 0
-        hold.append(idx[:k])
-        keep.append(idx[k:])
-    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(hold))
+    """(keep, holdout) positions: ``fraction`` of every class held out (at least one when a class has 2+).
+
+    Per class ``rng.shuffle`` (one ``default_rng(seed)``), then the first ``round(fraction * n)``
+    are held out (:func:`evalsuite.stats.stratified_split`).
+    """
+    from evalsuite.stats import fraction_sizes, shuffle_order, stratified_split
+
+    hold, keep = stratified_split(labels, fraction_sizes(fraction, "half_even", both_sides=True), shuffle_order(seed))
+    return keep, hold
 
 
 def load_splits(data_cfg: Any, seed: int = 0) -> TrainData:

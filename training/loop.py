@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from evalsuite.errors import UsageError
+from evalsuite.stats import softmax
 from training.export import publish_mode
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,13 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def _to_tensor(images: np.ndarray, device: str, channels_last: bool) -> Any:
-    """uint8 NHWC -> float NCHW in [0, 1] on ``device``."""
+    """uint8 NHWC -> float NCHW in [0, 1] on ``device`` (:func:`evalsuite.tensors.to_tensor`), in the
+    recipe's memory format."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    from evalsuite.tensors import to_tensor
+
+    x = to_tensor(images, device)
     if channels_last:
         return x.contiguous(memory_format=torch.channels_last)
     return x.contiguous()
@@ -123,12 +127,6 @@ def _ece(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> float:
     from evalsuite.calibration import ece
 
     return float(ece(probs, labels, n_bins=n_bins))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class EarlyStopping:
@@ -194,7 +192,7 @@ class Trainer:
     def _setup(self) -> None:
         import torch
 
-        from evalsuite.models.device import resolve_device
+        from evalsuite.compute import resolve_device
         from evalsuite.models.pixel import PixelSpaceModel
         from training.data import load_splits
         from training.ema import ModelEma
@@ -468,7 +466,7 @@ class Trainer:
         r = self.recipe
         val = self.data.val
         logits = self.predict_logits(model, val) / float(temperature)
-        probs = _softmax(logits)
+        probs = softmax(logits)
         labels = val.labels
         nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()
         row = {

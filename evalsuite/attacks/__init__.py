@@ -5,7 +5,8 @@
 - :mod:`evalsuite.attacks.runners`: the attacks (torchattacks, with the papers' parameters),
   the tiers, seeding.
 - :mod:`evalsuite.attacks.bridge`: :func:`~evalsuite.attacks.bridge.bridge_for` turns an ONNX
-  model into a differentiable torch module checked against onnxruntime.
+  model into a differentiable torch module checked against onnxruntime (it lives in
+  :mod:`evalsuite.models.onnx_bridge`, re-exported here).
 - :mod:`evalsuite.attacks.engine`: runs a tier's attacks on a batch and keeps the per-sample
   worst case, confirmed by the deployed model's own ``predict``.
 

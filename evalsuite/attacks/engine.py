@@ -159,6 +159,72 @@ class BatchResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _WorstCase:
+    """Per-sample worst case of one batch over the attacks run so far, and what each attack did."""
+
+    def __init__(self, x: Any, y: Any, clean_logits: np.ndarray) -> None:
+        n = len(x)
+        self.x, self.y = x, y
+        self.y_np = y.cpu().numpy()
+        self.clean_pred = predicted(clean_logits)
+        self.clean_correct = self.clean_pred == self.y_np
+        self.best = x.clone()
+        self.best_margin = margins(clean_logits, self.y_np)
+        self.best_logits = np.array(clean_logits, dtype=np.float32, copy=True)
+        self.best_linf = np.zeros(n, np.float64)
+        self.best_l2 = np.zeros(n, np.float64)
+        self.broken = np.zeros(n, bool)
+        self.chosen = np.array(["" if c else MISCLASSIFIED for c in self.clean_correct], dtype=object)
+        self.violation = np.zeros(n, np.int32)
+        self.nonfinite = np.zeros(n, np.int32)
+        self.disagree = np.zeros(n, bool)
+        self.grad_zero = np.zeros(n, bool)
+        self.grad_nan = np.zeros(n, bool)
+        self.bb_tried = np.zeros(n, bool)
+        self.bb_success = np.zeros(n, bool)
+
+    def keep(self, idx: np.ndarray, adv: Any, logits: np.ndarray, status: dict[str, Any], valid: np.ndarray,
+             ok: np.ndarray) -> None:
+        """Take attack outputs for rows ``idx`` that break the model or lower its margin."""
+        import torch
+
+        m = margins(logits, self.y_np[idx])
+        improve = ok | (valid & (m < self.best_margin[idx]))
+        take = idx[improve]
+        if len(take):
+            sel = np.flatnonzero(improve)
+            self.best[torch.as_tensor(take, device=self.x.device)] = adv[torch.as_tensor(sel, device=self.x.device)]
+            self.best_margin[take] = m[improve]
+            self.best_logits[take] = logits[sel]
+            self.best_linf[take] = status["linf"].cpu().numpy()[sel]
+            self.best_l2[take] = status["l2"].cpu().numpy()[sel]
+        self.broken[idx[ok]] = True
+
+    def examples(self, ids: Sequence[Any], k: int) -> list[dict[str, Any]]:
+        """The first ``k`` broken samples as (clean, adversarial) pairs."""
+        return [{"id": str(ids[i]), "row": int(i), "clean": self.x[i].cpu().numpy(),
+                 "adversarial": self.best[i].cpu().numpy(), "attack": str(self.chosen[i])}
+                for i in np.flatnonzero(self.broken)[: max(0, k)]]
+
+    def extras(self) -> dict[str, np.ndarray]:
+        """Per-sample arrays stored beside the predictions."""
+        return {
+            "linf": self.best_linf,
+            "l2": self.best_l2,
+            "violation": self.violation,
+            "nonfinite": self.nonfinite,
+            "attack": np.asarray(self.chosen, dtype=str),
+            "clean_correct": self.clean_correct,
+            "clean_pred": self.clean_pred.astype(np.int64),
+            "grad_zero": self.grad_zero,
+            "grad_nan": self.grad_nan,
+            "bridge_disagree": self.disagree,
+            "blackbox_tried": self.bb_tried,
+            "blackbox_success": self.bb_success,
+            PREDICT_LOGITS: self.best_logits,
+        }
+
+
 class AttackEngine:
     """Runs attacks on batches for one model (see the module docstring).
 
@@ -257,107 +323,65 @@ class AttackEngine:
         settings = settings or self.settings
         x = x.detach().contiguous()  # torchattacks uses .view() on inputs and gradients
         y = torch.as_tensor(y, device=x.device).long()
-        y_np = y.cpu().numpy()
-        n = len(x)
         keys = self._sample_keys(x, ids)
-        clean_logits = self._clean_logits(x, keys)
-        clean_pred = predicted(clean_logits)
-        clean_correct = clean_pred == y_np
-        best = x.clone()
-        best_margin = margins(clean_logits, y_np)
-        best_logits = np.array(clean_logits, dtype=np.float32, copy=True)
-        best_linf = np.zeros(n, np.float64)
-        best_l2 = np.zeros(n, np.float64)
-        broken = np.zeros(n, bool)
-        chosen = np.array(["" if c else MISCLASSIFIED for c in clean_correct], dtype=object)
-        violation = np.zeros(n, np.int32)
-        nonfinite = np.zeros(n, np.int32)
-        disagree = np.zeros(n, bool)
-        grad_zero = np.zeros(n, bool)
-        grad_nan = np.zeros(n, bool)
-        bb_tried = np.zeros(n, bool)
-        bb_success = np.zeros(n, bool)
-
-        if self.whitebox and clean_correct.any():
-            idx = np.flatnonzero(clean_correct)
-            grad_zero[idx], grad_nan[idx] = self._gradient_flags(x, y, idx, keys)
+        w = _WorstCase(x, y, self._clean_logits(x, keys))
+        if self.whitebox and w.clean_correct.any():
+            idx = np.flatnonzero(w.clean_correct)
+            w.grad_zero[idx], w.grad_nan[idx] = self._gradient_flags(x, y, idx, keys)
 
         def run(name: str, label: str, idx: np.ndarray, settings: AttackSettings) -> None:
-            info = ATTACKS[name]
-            target = self.module if info.whitebox else self._query
-            xs, ys = x[idx], y[idx]
-            s = attack_seed(seed, key, label, [ids[i] for i in idx])
-            adv = run_attack(name, target, xs, ys, norm=norm, eps=eps, n_classes=self.n_classes, seed=s,
-                             settings=settings)
-            if name == "cw-l2":
-                adv = project(xs, adv, norm, eps)
-            status = budget_status(xs, adv, norm, eps)
-            valid = status["valid"].cpu().numpy()
-            finite = status["finite"].cpu().numpy()
-            violation[idx] += (~valid & finite).astype(np.int32)
-            nonfinite[idx] += (~finite).astype(np.int32)
-            if (~valid & finite).any():
-                log.warning("%s at %s eps=%.5g returned %d example(s) outside the threat model (not used)",
-                            name, norm, eps, int((~valid & finite).sum()))
-            if not valid.all():
-                vmask = torch.as_tensor(valid, device=x.device).view(-1, *([1] * (x.dim() - 1)))
-                adv = torch.where(vmask, torch.nan_to_num(adv), xs)
-            logits = self._predict(adv)
-            m = margins(logits, y_np[idx])
-            ok = valid & (predicted(logits) != y_np[idx])
-            if info.whitebox and self.check_agreement:
-                with torch.no_grad():
-                    mod_pred = predicted(self.module(adv).float().cpu().numpy())
-                disagree[idx] |= valid & (mod_pred != y_np[idx]) & ~ok
-            improve = ok | (valid & (m < best_margin[idx]))
-            take = idx[improve]
-            if len(take):
-                sel = np.flatnonzero(improve)
-                best[torch.as_tensor(take, device=x.device)] = adv[torch.as_tensor(sel, device=x.device)]
-                best_margin[take] = m[improve]
-                best_logits[take] = logits[sel]
-                best_linf[take] = status["linf"].cpu().numpy()[sel]
-                best_l2[take] = status["l2"].cpu().numpy()[sel]
-            broken[idx[ok]] = True
-            chosen[idx[ok]] = label
-            if label == SQUARE_CHECK or (name == "square" and self.whitebox):
-                bb_success[idx[ok]] = True
+            self._run_attack(w, name, label, idx, settings, ids=ids, norm=norm, eps=eps, seed=seed, key=key)
 
         order = [a for a in attacks if ATTACKS[a].whitebox] + [a for a in attacks if not ATTACKS[a].whitebox]
         for name in order:
             if not ATTACKS[name].whitebox or self.whitebox:
-                idx = np.flatnonzero(clean_correct & ~broken)
+                idx = np.flatnonzero(w.clean_correct & ~w.broken)
                 if name == "square" and self.whitebox:
-                    bb_tried[clean_correct] = True
+                    w.bb_tried[w.clean_correct] = True
                 if len(idx):
                     run(name, name, idx, settings)
         if blackbox_mask is not None and self.whitebox and "square" not in order:
-            checked = clean_correct & np.asarray(blackbox_mask, bool)
-            bb_tried[checked] = True
-            idx = np.flatnonzero(checked & ~broken)
+            checked = w.clean_correct & np.asarray(blackbox_mask, bool)
+            w.bb_tried[checked] = True
+            idx = np.flatnonzero(checked & ~w.broken)
             if len(idx):
                 from dataclasses import replace
 
                 run("square", SQUARE_CHECK, idx, replace(settings, square_queries=int(blackbox_queries)))
+        return BatchResult(w.best.detach(), w.extras(), w.examples(ids, keep_examples))
 
-        examples: list[dict[str, Any]] = []
-        if keep_examples > 0:
-            for i in np.flatnonzero(broken)[:keep_examples]:
-                examples.append({"id": str(ids[i]), "row": int(i), "clean": x[i].cpu().numpy(),
-                                 "adversarial": best[i].cpu().numpy(), "attack": str(chosen[i])})
-        extras = {
-            "linf": best_linf,
-            "l2": best_l2,
-            "violation": violation,
-            "nonfinite": nonfinite,
-            "attack": np.asarray(chosen, dtype=str),
-            "clean_correct": clean_correct,
-            "clean_pred": clean_pred.astype(np.int64),
-            "grad_zero": grad_zero,
-            "grad_nan": grad_nan,
-            "bridge_disagree": disagree,
-            "blackbox_tried": bb_tried,
-            "blackbox_success": bb_success,
-            PREDICT_LOGITS: best_logits,
-        }
-        return BatchResult(best.detach(), extras, examples)
+    def _run_attack(
+        self, w: _WorstCase, name: str, label: str, idx: np.ndarray, settings: AttackSettings, *,
+        ids: Sequence[Any], norm: str, eps: float, seed: int, key: str,
+    ) -> None:
+        """Run attack ``name`` (recorded as ``label``) on rows ``idx`` and keep what beats the worst case so far."""
+        import torch
+
+        info = ATTACKS[name]
+        target = self.module if info.whitebox else self._query
+        xs, ys = w.x[idx], w.y[idx]
+        s = attack_seed(seed, key, label, [ids[i] for i in idx])
+        adv = run_attack(name, target, xs, ys, norm=norm, eps=eps, n_classes=self.n_classes, seed=s, settings=settings)
+        if name == "cw-l2":
+            adv = project(xs, adv, norm, eps)
+        status = budget_status(xs, adv, norm, eps)
+        valid = status["valid"].cpu().numpy()
+        finite = status["finite"].cpu().numpy()
+        w.violation[idx] += (~valid & finite).astype(np.int32)
+        w.nonfinite[idx] += (~finite).astype(np.int32)
+        if (~valid & finite).any():
+            log.warning("%s at %s eps=%.5g returned %d example(s) outside the threat model (not used)",
+                        name, norm, eps, int((~valid & finite).sum()))
+        if not valid.all():
+            vmask = torch.as_tensor(valid, device=w.x.device).view(-1, *([1] * (w.x.dim() - 1)))
+            adv = torch.where(vmask, torch.nan_to_num(adv), xs)
+        logits = self._predict(adv)
+        ok = valid & (predicted(logits) != w.y_np[idx])
+        if info.whitebox and self.check_agreement:
+            with torch.no_grad():
+                mod_pred = predicted(self.module(adv).float().cpu().numpy())
+            w.disagree[idx] |= valid & (mod_pred != w.y_np[idx]) & ~ok
+        w.keep(idx, adv, logits, status, valid, ok)
+        w.chosen[idx[ok]] = label
+        if label == SQUARE_CHECK or (name == "square" and self.whitebox):
+            w.bb_success[idx[ok]] = True

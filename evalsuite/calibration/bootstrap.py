@@ -1,8 +1,9 @@
 """Bootstrap confidence intervals for the calibration metrics, vectorised over replicates.
 
 A bootstrap replicate is described by its resampling *counts*: ``w_i`` = how often sample ``i``
-was drawn. The draws come from ``numpy.random.default_rng(seed).integers(0, n, size=n)`` per
-replicate, exactly the stream of :func:`evalsuite.stats.bootstrap_ci`, so the intervals equal
+was drawn (:func:`evalsuite.stats.count_blocks`). The draws come from
+``numpy.random.default_rng(seed).integers(0, n, size=n)`` per replicate, exactly the stream of
+:func:`evalsuite.stats.bootstrap_ci`, so the intervals equal
 what ``stats.bootstrap_ci(metric, ...)`` gives, only computed for many replicates at once
 (bincounts and one sparse product instead of a Python loop). Percentiles come from
 :func:`evalsuite.stats.percentile_ci` (95%, percentile method).
@@ -15,7 +16,6 @@ on every replicate, as the point estimate would on the resampled data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,47 +24,35 @@ import numpy as np
 from evalsuite.calibration.metrics import (
     DEFAULT_BINS,
     TopLabel,
-    _check_n_bins,
-    _ece_from_sums,
-    _mce_from_sums,
-    _overconfidence_from_sums,
     aurc_from_groups,
     bin_sums,
+    check_n_bins,
     classwise_gaps,
-    edge_bins,
     harmonic_table,
-    mass_edges,
     optimal_aurc,
     per_sample_brier,
     per_sample_nll_from_logits,
-    softmax,
     tie_groups,
     top_label,
+)
+from evalsuite.stats import (
+    CI_LEVEL,
+    DEFAULT_BOOTSTRAP,
+    count_blocks,
+    ece_from_sums,
+    edge_bins,
+    mass_edges,
+    mce_from_sums,
+    metric,
+    overconfidence_from_sums,
+    percentile_ci,
+    softmax,
     width_bins,
 )
-from evalsuite.stats import CI_LEVEL, DEFAULT_BOOTSTRAP, metric, percentile_ci
 
 _MAX_ELEMENTS = 1 << 22
 #: Above this many ``replicates x samples x classes`` the classwise-ECE interval is skipped.
 CLASSWISE_CI_BUDGET = 2 * 10**8
-
-
-def bootstrap_weights(
-    n: int, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, max_elements: int = _MAX_ELEMENTS
-) -> Iterator[np.ndarray]:
-    """Chunks of resampling counts, ``(m, n)`` float64, ``n_boot`` rows in all.
-
-    The underlying index draws are those of :func:`evalsuite.stats.bootstrap_ci` with the same seed.
-    """
-    if n <= 0:
-        return
-    rng = np.random.default_rng(seed)
-    chunk = max(1, max_elements // n)
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(m, n))
-        flat = (np.arange(m, dtype=np.int64)[:, None] * n + idx).ravel()
-        yield np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
 
 
 def _binned_2d(bins: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
@@ -83,30 +71,6 @@ def weighted_bin_sums(
         _binned_2d(bins, w * tl.confidence, n_bins),
         _binned_2d(bins, w * tl.correct, n_bins),
     )
-
-
-def weighted_ece(counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray) -> np.ndarray:
-    """ECE per replicate from ``(m, n_bins)`` bin sums."""
-    total = counts.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, np.abs(s_corr - s_conf).sum(axis=1) / total, np.nan)
-
-
-def weighted_mce(counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray) -> np.ndarray:
-    """MCE per replicate (populated bins only)."""
-    pop = counts > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.where(pop, np.abs(s_corr - s_conf) / np.where(pop, counts, 1.0), -np.inf)
-    out = dev.max(axis=1)
-    return np.where(pop.any(axis=1), out, np.nan)
-
-
-def weighted_overconfidence(s_conf: np.ndarray, s_corr: np.ndarray) -> np.ndarray:
-    """Over-confident share of the ECE per replicate (NaN where the ECE is 0)."""
-    gap = s_conf - s_corr
-    total = np.abs(gap).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, np.clip(gap, 0.0, None).sum(axis=1) / total, np.nan)
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -274,7 +238,7 @@ def calibration_leaves(
     if unknown:
         raise ValueError(f"unknown calibration metric(s) {', '.join(unknown)}; valid: {', '.join(DIRECTIONS)}")
     want = set(names)
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     if not classwise:
         want.discard("classwise_ece")
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
@@ -292,12 +256,12 @@ def calibration_leaves(
     n_g = np.diff(np.r_[rc_groups.starts, n]).astype(np.float64)
     aurc_v = float(aurc_from_groups(n_g, np.add.reduceat(err_sorted, rc_groups.starts), harmonic_table(n)))
     point = {
-        "ece": _ece_from_sums(counts, s_conf, s_corr),
-        "adaptive_ece": _ece_from_sums(*bin_sums(mbins, tl, n_bins)),
-        "mce": _mce_from_sums(counts, s_conf, s_corr),
+        "ece": ece_from_sums(counts, s_conf, s_corr),
+        "adaptive_ece": ece_from_sums(*bin_sums(mbins, tl, n_bins)),
+        "mce": mce_from_sums(counts, s_conf, s_corr),
         "brier": float(brier_i.mean()),
         "nll": float(nll_i.mean()),
-        "overconfidence_share": _overconfidence_from_sums(s_conf, s_corr),
+        "overconfidence_share": overconfidence_from_sums(s_conf, s_corr),
         "confidence_gap": float(tl.confidence.mean() - tl.correct.mean()),
         "mean_confidence": float(tl.confidence.mean()),
         "accuracy": float(tl.correct.mean()),
@@ -312,16 +276,16 @@ def calibration_leaves(
     top_names = {"ece", "mce", "overconfidence_share"}
     mean_names = {"brier": brier_i, "nll": nll_i, "confidence_gap": tl.confidence - tl.correct,
                   "mean_confidence": tl.confidence, "accuracy": tl.correct}
-    for w in bootstrap_weights(n, n_boot, seed):
+    for w in count_blocks(n, n_boot, seed):
         tot = w.sum(axis=1)
         if want & top_names:
             cnt, sc, sr = weighted_bin_sums(wbins, tl, w, n_bins)
-            acc.add("ece", weighted_ece(cnt, sc, sr))
-            acc.add("mce", weighted_mce(cnt, sc, sr))
-            acc.add("overconfidence_share", weighted_overconfidence(sc, sr))
+            acc.add("ece", ece_from_sums(cnt, sc, sr))
+            acc.add("mce", mce_from_sums(cnt, sc, sr))
+            acc.add("overconfidence_share", overconfidence_from_sums(sc, sr))
         if "adaptive_ece" in want:
             mb = weighted_mass_bins(tl.confidence, w, n_bins)
-            acc.add("adaptive_ece", weighted_ece(*weighted_bin_sums(mb, tl, w, n_bins)))
+            acc.add("adaptive_ece", ece_from_sums(*weighted_bin_sums(mb, tl, w, n_bins)))
         for name, values in mean_names.items():
             if name in want:
                 acc.add(name, w @ values / tot)
@@ -357,13 +321,9 @@ def calibration_leaves(
 
 __all__ = [
     "CLASSWISE_CI_BUDGET",
-    "bootstrap_weights",
     "calibration_leaves",
     "weighted_aurc",
     "weighted_bin_sums",
     "weighted_classwise",
-    "weighted_ece",
     "weighted_mass_bins",
-    "weighted_mce",
-    "weighted_overconfidence",
 ]

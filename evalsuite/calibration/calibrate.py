@@ -181,7 +181,8 @@ def _predict(model: Any, dataset: Any, labels: np.ndarray, batch_size: int, work
 
 
 def _heldout_numbers(logits: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int) -> dict[str, Any]:
-    from evalsuite.calibration.metrics import ece, nll_from_logits, softmax
+    from evalsuite.calibration.metrics import ece, nll_from_logits
+    from evalsuite.stats import correct, softmax
 
     z = logits.astype(np.float64)
     return {
@@ -190,7 +191,7 @@ def _heldout_numbers(logits: np.ndarray, labels: np.ndarray, temperature: float,
         "ece_after": ece(softmax(z, temperature), labels, n_bins),
         "nll_before": nll_from_logits(z, labels),
         "nll_after": nll_from_logits(z / temperature, labels),
-        "accuracy": float(np.mean(np.argmax(z, axis=1) == labels)),
+        "accuracy": float(correct(z, labels).mean()),
         "n_bins": int(n_bins),
     }
 
@@ -209,7 +210,8 @@ def verify(
     ``rtol`` is the relative tolerance of the logits check (:data:`RTOL` for float32 models; two
     machine epsilons of the model's own precision for float16 / bfloat16 models).
     """
-    from evalsuite.calibration.metrics import ece, nll_from_logits, softmax
+    from evalsuite.calibration.metrics import ece, nll_from_logits
+    from evalsuite.stats import softmax
 
     checks: list[Check] = []
     if original.shape != calibrated.shape:

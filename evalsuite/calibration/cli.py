@@ -25,7 +25,7 @@ def _fraction(text: str) -> float:
 
 def register(subparsers: Any) -> None:
     """Add the ``calibrate`` sub-command."""
-    from evalsuite.cli import _add_model_flags, _positive_int
+    from evalsuite.cli_args import add_model_flags, positive_int
 
     p = subparsers.add_parser(
         "calibrate",
@@ -54,12 +54,12 @@ def register(subparsers: Any) -> None:
         help="fit T on this data instead and hold out all of --data",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration split (default: 0)")
-    p.add_argument("--n-bins", type=_positive_int, default=15, help="ECE bins (default: 15)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default: 64)")
-    p.add_argument("--workers", type=_positive_int, help="image decoding threads (default: up to 8)")
+    p.add_argument("--n-bins", type=positive_int, default=15, help="ECE bins (default: 15)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--workers", type=positive_int, help="image decoding threads (default: up to 8)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON to PATH ('-' for stdout)")
-    _add_model_flags(p)
+    add_model_flags(p)
     p.set_defaults(func=cmd_calibrate)
 
 

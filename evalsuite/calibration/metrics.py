@@ -10,7 +10,7 @@ dataclass). Conventions, chosen to match the reference libraries and stated once
   to bin ``floor(conf_i * n_bins)``, the top bin closed at 1.0, so bins are ``[b/B, (b+1)/B)``
   and the last is ``[(B-1)/B, 1]``; computed as ``np.histogram`` does on
   ``np.linspace(0, 1, B + 1)`` edges, which is netcal's binning bit for bit (see
-  :func:`width_bins` for the floats on an edge). torchmetrics bins the same way
+  :func:`evalsuite.stats.width_bins` for the floats on an edge). torchmetrics bins the same way
   (``torch.bucketize(right=True)``). Guo et al. (2017) write the bins right-closed; only
   confidences exactly on an edge differ.
 - **ECE** ``= sum_b (n_b / N) |acc_b - conf_b|`` over populated bins; **MCE** is the largest
@@ -54,6 +54,16 @@ from typing import Any
 import numpy as np
 
 from evalsuite.errors import DataError
+from evalsuite.stats import (
+    ece_from_sums,
+    edge_bins,
+    mass_edges,
+    mce_from_sums,
+    overconfidence_from_sums,
+    to_numpy,
+    width_bins,
+)
+from evalsuite.stats import per_sample_nll as _logit_nll
 
 DEFAULT_BINS = 15
 _CHECK_ROWS = 1000
@@ -73,22 +83,13 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """A NumPy view of an array-like or torch tensor (copied to the CPU when needed)."""
-    if isinstance(x, np.ndarray):
-        return x
-    if _is_torch(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _check_n_bins(n_bins: int) -> int:
+def check_n_bins(n_bins: int) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or int(n_bins) < 1:
         raise CalibrationInputError(f"n_bins must be a positive integer, got {n_bins!r}")
     return int(n_bins)
 
 
-def _check_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
+def check_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
     y = to_numpy(labels)
     if y.ndim != 1 or len(y) != n:
         raise CalibrationInputError(f"labels must be a vector of {n} class indices, got shape {tuple(y.shape)}")
@@ -106,7 +107,7 @@ def _check_labels(labels: Any, n: int, n_classes: int) -> np.ndarray:
     return y
 
 
-def _check_matrix(probs: Any, name: str = "probs") -> tuple[int, int]:
+def check_matrix(probs: Any, name: str = "probs") -> tuple[int, int]:
     shape = tuple(probs.shape)
     if len(shape) != 2:
         raise CalibrationInputError(f"{name} must be an N x C matrix (C >= 2 columns), got shape {shape}")
@@ -156,7 +157,7 @@ def top_label(probs: Any, labels: Any) -> TopLabel:
     CUDA tensors are reduced on their device; everything else goes through NumPy's ``argmax``
     and a gather (a torch CPU tensor is viewed as NumPy without a copy).
     """
-    n, c = _check_matrix(probs)
+    n, c = check_matrix(probs)
     if _is_torch(probs) and probs.device.type != "cpu":
         conf_t, pred_t = probs.max(dim=1)
         conf = conf_t.double().cpu().numpy()
@@ -176,49 +177,22 @@ def top_label(probs: Any, labels: Any) -> TopLabel:
             f"top-label confidences must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]: pass softmax probabilities, not logits"
         )
     _check_rows(check_src)
-    y = _check_labels(labels, n, c)
+    y = check_labels(labels, n, c)
     np.clip(conf, 0.0, 1.0, out=conf)
     return TopLabel(conf, pred, (pred == y).astype(np.float64))
 
 
 def _probs_matrix(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """Full-matrix metrics (classwise ECE, Brier, NLL) need every entry: validated NumPy + labels."""
-    n, c = _check_matrix(probs)
+    n, c = check_matrix(probs)
     p = to_numpy(probs)
     _check_rows(p)
-    return p, _check_labels(labels, n, c)
+    return p, check_labels(labels, n, c)
 
 
 # --------------------------------------------------------------------------------------------
 # Binning
 # --------------------------------------------------------------------------------------------
-
-
-def width_bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-width bin of each confidence: ``np.histogram`` on ``np.linspace(0, 1, n_bins + 1)``.
-
-    Bins are left-closed, the top bin closed at 1.0. This is netcal's binning exactly; for 15
-    bins it equals ``floor(conf * 15)`` even for floats on or next to an edge (tested). For other
-    bin counts a float exactly on an edge can differ from ``floor(conf * B)``: with 10 bins the
-    float ``0.3`` is just below ``linspace``'s edge ``0.30000000000000004`` and falls in bin 2.
-    """
-    return edge_bins(np.asarray(confidence, dtype=np.float64), np.linspace(0.0, 1.0, n_bins + 1))
-
-
-def mass_edges(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-mass bin edges: quantiles at ``b / n_bins``, first edge 0 and last edge 1 (netcal)."""
-    edges = np.quantile(np.asarray(confidence, dtype=np.float64), np.linspace(0.0, 1.0, n_bins + 1))
-    edges[0] = 0.0
-    edges[-1] = 1.0
-    return edges
-
-
-def edge_bins(confidence: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin of each confidence for sorted ``edges`` with ``np.histogram`` semantics."""
-    n_bins = len(edges) - 1
-    b = np.searchsorted(edges, confidence, side="right") - 1
-    np.clip(b, 0, n_bins - 1, out=b)
-    return b.astype(np.int64, copy=False)
 
 
 def bin_sums(bins: np.ndarray, tl: TopLabel, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -229,26 +203,6 @@ def bin_sums(bins: np.ndarray, tl: TopLabel, n_bins: int) -> tuple[np.ndarray, n
     return counts, s_conf, s_corr
 
 
-def _ece_from_sums(counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray) -> float:
-    total = counts.sum()
-    return float(np.abs(s_corr - s_conf).sum() / total) if total > 0 else math.nan
-
-
-def _mce_from_sums(counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray) -> float:
-    pop = counts > 0
-    if not pop.any():
-        return math.nan
-    return float(np.max(np.abs(s_corr[pop] - s_conf[pop]) / counts[pop]))
-
-
-def _overconfidence_from_sums(s_conf: np.ndarray, s_corr: np.ndarray) -> float:
-    gap = s_conf - s_corr  # > 0: the bin is over-confident
-    total = np.abs(gap).sum()
-    if total <= 0:
-        return math.nan
-    return float(np.clip(gap, 0.0, None).sum() / total)
-
-
 # --------------------------------------------------------------------------------------------
 # Public metrics
 # --------------------------------------------------------------------------------------------
@@ -256,32 +210,32 @@ def _overconfidence_from_sums(s_conf: np.ndarray, s_corr: np.ndarray) -> float:
 
 def ece(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """Expected calibration error with ``n_bins`` equal-width bins (lower is better, 0 is perfect)."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     tl = top_label(probs, labels)
-    return _ece_from_sums(*bin_sums(width_bins(tl.confidence, n_bins), tl, n_bins))
+    return ece_from_sums(*bin_sums(width_bins(tl.confidence, n_bins), tl, n_bins))
 
 
 def adaptive_ece(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """ECE with ``n_bins`` equal-mass bins (netcal ``ECE(equal_intervals=False)`` binning)."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     tl = top_label(probs, labels)
     bins = edge_bins(tl.confidence, mass_edges(tl.confidence, n_bins))
-    return _ece_from_sums(*bin_sums(bins, tl, n_bins))
+    return ece_from_sums(*bin_sums(bins, tl, n_bins))
 
 
 def mce(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """Maximum calibration error: the worst ``|accuracy - confidence|`` over populated equal-width bins."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     tl = top_label(probs, labels)
-    return _mce_from_sums(*bin_sums(width_bins(tl.confidence, n_bins), tl, n_bins))
+    return mce_from_sums(*bin_sums(width_bins(tl.confidence, n_bins), tl, n_bins))
 
 
 def overconfidence(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """Share of the ECE that comes from over-confident bins (confidence above accuracy); NaN when ECE is 0."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     tl = top_label(probs, labels)
     _, s_conf, s_corr = bin_sums(width_bins(tl.confidence, n_bins), tl, n_bins)
-    return _overconfidence_from_sums(s_conf, s_corr)
+    return overconfidence_from_sums(s_conf, s_corr)
 
 
 def classwise_gaps(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.ndarray:
@@ -301,7 +255,7 @@ def classwise_gaps(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> np.nda
 
 def classwise_ece(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """Classwise ECE: mean over all ``C`` classes of the equal-width ECE of ``p_k`` vs ``1[y = k]``."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     p, y = _probs_matrix(probs, labels)
     gaps = classwise_gaps(p, y, n_bins)
     return float(np.abs(gaps).sum(axis=1).mean() / len(y))
@@ -343,15 +297,9 @@ def nll(probs: Any, labels: Any) -> float:
 def per_sample_nll_from_logits(logits: Any, labels: Any) -> np.ndarray:
     """Exact ``-log softmax(z)_{y}`` per sample in float64 (log-sum-exp, no clipping)."""
     z = to_numpy(logits)
-    n, c = _check_matrix(z, "logits")
-    y = _check_labels(labels, n, c)
-    out = np.empty(n, dtype=np.float64)
-    rows = max(1, _CHUNK_ELEMENTS // c)
-    for start in range(0, n, rows):
-        blk = np.asarray(z[start : start + rows], dtype=np.float64)
-        m = blk.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(blk - m).sum(axis=1))
-        out[start : start + rows] = lse - blk[np.arange(len(blk)), y[start : start + rows]]
+    n, c = check_matrix(z, "logits")
+    y = check_labels(labels, n, c)
+    out = _logit_nll(z, y)
     if not np.all(np.isfinite(out)):
         raise CalibrationInputError("logits contain NaN or infinite values")
     return out
@@ -360,14 +308,6 @@ def per_sample_nll_from_logits(logits: Any, labels: Any) -> np.ndarray:
 def nll_from_logits(logits: Any, labels: Any) -> float:
     """Mean NLL computed from logits (exact; prefer it when logits are at hand)."""
     return float(per_sample_nll_from_logits(logits, labels).mean())
-
-
-def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature`` in float64."""
-    z = np.asarray(to_numpy(logits), dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +344,7 @@ class Reliability:
 
 def reliability_from_top_label(tl: TopLabel, n_bins: int = DEFAULT_BINS, strategy: str = "width") -> Reliability:
     """Reliability data from precomputed :class:`TopLabel` facts (``strategy``: width | mass)."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     if strategy == "width":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         bins = width_bins(tl.confidence, n_bins)
@@ -422,9 +362,9 @@ def reliability_from_top_label(tl: TopLabel, n_bins: int = DEFAULT_BINS, strateg
         counts=[int(c) for c in counts],
         confidence=conf,
         accuracy=acc,
-        ece=_ece_from_sums(counts, s_conf, s_corr),
-        mce=_mce_from_sums(counts, s_conf, s_corr),
-        overconfidence=_overconfidence_from_sums(s_conf, s_corr),
+        ece=ece_from_sums(counts, s_conf, s_corr),
+        mce=mce_from_sums(counts, s_conf, s_corr),
+        overconfidence=overconfidence_from_sums(s_conf, s_corr),
     )
 
 
@@ -435,8 +375,8 @@ def reliability(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS, strategy: s
 
 def confidence_histogram(probs: Any, n_bins: int = 20) -> tuple[list[int], list[float]]:
     """(counts, edges) of the top-label confidence over ``n_bins`` equal-width bins on [0, 1]."""
-    n_bins = _check_n_bins(n_bins)
-    n, _ = _check_matrix(probs)
+    n_bins = check_n_bins(n_bins)
+    n, _ = check_matrix(probs)
     tl = top_label(probs, np.zeros(n, dtype=np.int64))
     counts = np.bincount(width_bins(tl.confidence, n_bins), minlength=n_bins)
     return [int(c) for c in counts], [float(e) for e in np.linspace(0.0, 1.0, n_bins + 1)]
@@ -566,7 +506,7 @@ def eaurc(probs: Any, labels: Any) -> float:
 def sliceable_metrics(n_bins: int = DEFAULT_BINS) -> dict[str, tuple[Callable[[Any, Any], float], str]]:
     """``name -> (metric(y_true, probs), direction)`` in the argument order fairlearn's ``MetricFrame``
     calls (``y_pred`` = the ``N x C`` probabilities), for per-slice calibration audits."""
-    n_bins = _check_n_bins(n_bins)
+    n_bins = check_n_bins(n_bins)
     return {
         "ece": (lambda y, p: ece(p, y, n_bins), "lower"),
         "adaptive_ece": (lambda y, p: adaptive_ece(p, y, n_bins), "lower"),

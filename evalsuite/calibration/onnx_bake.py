@@ -18,13 +18,12 @@ Both writers write to a temporary path beside the target and move it into place 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evalsuite.atomic_io import atomic_path
 from evalsuite.errors import ModelError
 from evalsuite.models.export import METADATA_KEY, set_metadata_prop
 
@@ -211,26 +210,16 @@ def bake_torchscript(src: str | Path, dst: str | Path, temperature: float, metad
     import torch
 
     stored = float(np.float32(temperature))
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".tmp")
-    os.close(fd)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notices
         try:
             inner = torch.jit.load(str(src), map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError variants
-            os.unlink(tmp)
             raise ModelError(f"cannot load TorchScript model {src}: {exc}") from None
         try:
             wrapped = torch.jit.script(temperature_scaled(inner, stored).eval())
         except Exception as exc:  # noqa: BLE001
-            os.unlink(tmp)
             raise ModelError(f"cannot script a temperature wrapper around {src}: {exc}") from None
-        try:
-            torch.jit.save(wrapped, tmp, _extra_files={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-            os.replace(tmp, dst)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(dst) as tmp:
+            torch.jit.save(wrapped, str(tmp), _extra_files={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
     return stored

@@ -23,13 +23,13 @@ def predict_dataset(
     """float32 ``len(indices) x C`` logits of ``model`` on ``dataset`` positions ``indices`` (default all).
 
     Images go through the model's geometric preprocessing (:func:`evalsuite.data.iter_batches`),
-    become float NCHW in [0, 1] on the model's device (:func:`evalsuite.runner.to_tensor`) and
+    become float NCHW in [0, 1] on the model's device (:func:`evalsuite.tensors.to_tensor`) and
     are passed to ``model.predict``, exactly as ``evalsuite run`` does for the clean condition.
     Unreadable images raise :class:`~evalsuite.errors.DataError`.
     """
     from evalsuite.data import iter_batches
     from evalsuite.progress import progress
-    from evalsuite.runner import to_tensor
+    from evalsuite.tensors import to_tensor
 
     info = model.info
     idx = np.arange(len(dataset), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)

@@ -1,11 +1,12 @@
 """The calibration / held-out split: seeded, stratified, keyed on sample ids.
 
 Within every class the samples are ranked by ``blake2b(seed, "calibration/split", sample id)``
-(:func:`evalsuite.seeding.sample_seeds`) and the first ``floor(fraction * n_class + 0.5)`` go to
-the calibration part. The split therefore depends only on (seed, fraction, ids, labels): not on
-sample order, batch size or which other samples are present, so the same image lands on the
-same side in every condition of a run (shifted copies of calibration images are never scored
-as held-out). A fingerprint of the calibration ids is recorded so auditors can check it.
+(:func:`evalsuite.stats.hash_order`) and the first ``floor(fraction * n_class + 0.5)`` go to
+the calibration part (:func:`evalsuite.stats.stratified_split`). The split therefore depends
+only on (seed, fraction, ids, labels): not on sample order, batch size or which other samples
+are present, so the same image lands on the same side in every condition of a run (shifted
+copies of calibration images are never scored as held-out). A fingerprint of the calibration
+ids is recorded so auditors can check it.
 """
 
 from __future__ import annotations
@@ -69,24 +70,15 @@ def stratified_split(ids: Any, labels: Any, fraction: float = 0.5, seed: int = 0
 
     Raises :class:`DataError` when either part would be empty.
     """
-    from evalsuite.seeding import sample_seeds
+    from evalsuite.stats import fraction_sizes, hash_order
+    from evalsuite.stats import stratified_split as split_parts
 
     fraction = check_fraction(fraction)
     ids = np.asarray(ids).astype(str)
     labels = np.asarray(labels, dtype=np.int64)
     if len(ids) != len(labels):
         raise ValueError(f"{len(ids)} ids but {len(labels)} labels")
-    keys = sample_seeds(seed, SPLIT_KEY, list(ids))
-    cal_parts: list[np.ndarray] = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        ranked = members[np.lexsort((ids[members], keys[members]))]
-        k = int(np.floor(fraction * len(members) + 0.5))
-        cal_parts.append(ranked[:k])
-    cal = np.sort(np.concatenate(cal_parts)) if cal_parts else np.zeros(0, dtype=np.int64)
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[cal] = True
-    held = np.flatnonzero(~mask)
+    cal, held = split_parts(labels, fraction_sizes(fraction, "half_up"), hash_order(seed, SPLIT_KEY, ids))
     if len(cal) == 0 or len(held) == 0:
         raise DataError(
             f"cannot split {len(labels)} samples into calibration and held-out parts with fraction {fraction:g}; "

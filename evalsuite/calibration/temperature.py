@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.calibration.metrics import CalibrationInputError, _check_labels, _check_matrix
+from evalsuite.calibration.metrics import CalibrationInputError, check_labels, check_matrix
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,12 @@ def _as_tensors(logits: Any, labels: Any) -> tuple[Any, Any]:
         if not np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(np.float64)
         z = torch.from_numpy(np.ascontiguousarray(arr))
-    n, c = _check_matrix(z, "logits")
+    n, c = check_matrix(z, "logits")
     if isinstance(labels, torch.Tensor):
         y_np = labels.detach().cpu().numpy()
     else:
         y_np = np.asarray(labels)
-    y_np = _check_labels(y_np, n, c)
+    y_np = check_labels(y_np, n, c)
     y = torch.from_numpy(np.ascontiguousarray(y_np)).to(z.device)
     return z, y
 

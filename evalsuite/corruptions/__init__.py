@@ -7,7 +7,10 @@ imagecorruptions' (Hendrycks & Dietterich's ImageNet-C), see ``docs/corruptions.
 measured parity of each. ``evalsuite.corruptions.reference`` wraps the reference library
 itself (``--corruption-backend reference``).
 
-This module stays light (no torch import) so ``evalsuite ls corruptions`` is fast.
+Corruptions register where they are defined, with ``@register_corruption`` (see
+:mod:`evalsuite.corruptions.registry`); plug-ins add theirs through the ``evalsuite.corruptions``
+entry-point group. This module stays light (no torch import): the corruption modules are
+imported the first time the registry is listed or queried, so ``evalsuite --help`` is fast.
 """
 
 from __future__ import annotations
@@ -15,79 +18,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evalsuite.registry import Registry
+from evalsuite.corruptions.registry import CORRUPTIONS, CorruptionSpec, register_corruption, specs
 
-BENCHMARK = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-HELD_OUT = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-NAMES = BENCHMARK + HELD_OUT
-FAMILIES = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
-    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
-}
-DESCRIPTIONS = {
-    "gaussian_noise": "noise: additive Gaussian noise",
-    "shot_noise": "noise: Poisson (photon) noise",
-    "impulse_noise": "noise: salt-and-pepper noise",
-    "defocus_blur": "blur: out-of-focus disk blur",
-    "glass_blur": "blur: frosted glass (blur, local pixel shuffle, blur)",
-    "motion_blur": "blur: linear motion blur at a random angle",
-    "zoom_blur": "blur: radial blur from zooming towards the centre",
-    "snow": "weather: falling snow over a whitened scene",
-    "frost": "weather: frost texture on the lens",
-    "fog": "weather: diamond-square fog",
-    "brightness": "weather: brighter scene (HSV value up)",
-    "contrast": "digital: reduced contrast",
-    "elastic_transform": "digital: smooth random elastic warp",
-    "pixelate": "digital: box downsample, nearest upsample",
-    "jpeg_compression": "digital: JPEG compression artefacts",
-    "speckle_noise": "noise (held out): multiplicative Gaussian noise",
-    "gaussian_blur": "blur (held out): Gaussian blur",
-    "spatter": "weather (held out): water or mud spatter",
-    "saturate": "digital (held out): HSV saturation change",
-}
+SUBSETS = ("all", "benchmark", "held_out")
 
-CORRUPTIONS = Registry("corruption")
-for _name in NAMES:
-    CORRUPTIONS.register(_name, f"evalsuite.corruptions._engine:SPECS_{_name}", DESCRIPTIONS[_name])
+
+def __getattr__(name: str) -> Any:
+    """``NAMES``, ``BENCHMARK``, ``HELD_OUT`` and ``FAMILIES``, derived from the registry on access.
+
+    Reading one imports the corruption modules (torch) and the plug-ins; importing this package
+    does not.
+    """
+    if name == "NAMES":
+        return tuple(s.name for s in specs())
+    if name == "BENCHMARK":
+        return tuple(s.name for s in specs() if s.benchmark)
+    if name == "HELD_OUT":
+        return tuple(s.name for s in specs() if s.held_out)
+    if name == "FAMILIES":
+        families: dict[str, tuple[str, ...]] = {}
+        for s in specs():
+            families[s.family] = (*families.get(s.family, ()), s.name)
+        return families
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def list_entries() -> list[tuple[str, str]]:
     """(name, one-line description) of every corruption, benchmark ones first (``evalsuite ls``)."""
-    return [(n, DESCRIPTIONS[n]) for n in NAMES]
+    return [(s.name, s.listing()) for s in specs()]
 
 
 def corruption_names(subset: str = "all") -> list[str]:
-    """Names in a subset: ``all`` (19), ``benchmark`` (15), ``held_out`` (4) or a family name."""
+    """Names in a subset: ``all``, ``benchmark`` (15), ``held_out`` (4) or a family name."""
+    every = specs()
     if subset == "all":
-        return list(NAMES)
+        return [s.name for s in every]
     if subset == "benchmark":
-        return list(BENCHMARK)
+        return [s.name for s in every if s.benchmark]
     if subset == "held_out":
-        return list(HELD_OUT)
-    if subset in FAMILIES:
-        return list(FAMILIES[subset])
+        return [s.name for s in every if s.held_out]
+    if any(s.family == subset for s in every):
+        return [s.name for s in every if s.family == subset]
     from evalsuite.errors import UsageError
     from evalsuite.registry import did_you_mean
 
-    choices = ["all", "benchmark", "held_out", *FAMILIES]
+    choices = [*SUBSETS, *dict.fromkeys(s.family for s in every)]
     raise UsageError(f"unknown corruption subset {subset!r}{did_you_mean(subset, choices)}; valid: {', '.join(choices)}")
 
 
@@ -115,8 +90,8 @@ def corrupt(images: Any, name: str, severity: int, *, seed: int = 0, ids: Sequen
     return _corrupt(images, name, severity, seed=seed, ids=ids)
 
 
-def get_corruption(name: str) -> Any:
-    """The :class:`~evalsuite.corruptions._engine.CorruptionSpec` of ``name``."""
+def get_corruption(name: str) -> CorruptionSpec:
+    """The :class:`~evalsuite.corruptions.registry.CorruptionSpec` of ``name``."""
     return CORRUPTIONS.get(name)
 
 
@@ -126,8 +101,10 @@ __all__ = [
     "FAMILIES",
     "HELD_OUT",
     "NAMES",
+    "CorruptionSpec",
     "corrupt",
     "corruption_names",
     "get_corruption",
     "list_entries",
+    "register_corruption",
 ]

@@ -1,6 +1,7 @@
-"""The batched corruption engine: specs, input checks, seeding, chunking and quantisation.
+"""The batched corruption engine: input checks, seeding, chunking and quantisation.
 
-A corruption is a :class:`CorruptionSpec`: ``draw(x, severity, rand)`` samples its random
+A corruption is a :class:`~evalsuite.corruptions.registry.CorruptionSpec`, registered with
+``@register_corruption`` where its apply function is defined: ``draw(x, severity, rand)`` samples its random
 parameters from per-sample streams (:mod:`evalsuite.corruptions._random`) and
 ``apply(x, severity, draws)`` is deterministic given them (torchvision's
 ``make_params``/``transform`` split). :func:`corrupt` validates the input, seeds every sample
@@ -11,108 +12,26 @@ and rounds the result down to the 8-bit grid exactly as the reference's ``np.uin
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 
-from evalsuite.corruptions import blur, digital, noise, weather
-from evalsuite.corruptions._ops import quantize_floor
 from evalsuite.corruptions._random import SampleRandom
+from evalsuite.corruptions.registry import MIN_SIZE, CorruptionSpec
 from evalsuite.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-# Reference minimum: imagecorruptions.corrupt refuses images under 32 x 32. All parameters are
-# ImageNet's (224 px); below 32 px several corruptions cover the whole image.
-MIN_SIZE = 32
+__all__ = ["MIN_SIZE", "CorruptionSpec", "check_images", "check_severity", "corrupt", "get_spec"]
+
 # Pixels per chunk: bounds peak memory (FFT buffers, zoom layers) and keeps the CPU working set
 # in cache; results never depend on it (every sample has its own random stream).
 _CHUNK_PIXELS = {"cpu": 8 * 224 * 224, "cuda": 512 * 224 * 224}
 
 
-@dataclass(frozen=True)
-class CorruptionSpec:
-    """One corruption: its family, whether it is one of the 15 benchmark corruptions, and its code."""
-
-    name: str
-    family: str
-    benchmark: bool
-    description: str
-    apply: Callable[[torch.Tensor, int, dict], torch.Tensor]
-    draw: Callable[[torch.Tensor, int, SampleRandom], dict] | None = None
-    min_size: int = MIN_SIZE
-    on_grid: bool = False  # apply's output is already k / 255 (codec or Pillow resampling)
-    per_image_cpu: bool = False  # CPU batches run image by image (numba/codec): no chunking needed
-
-    @property
-    def random(self) -> bool:
-        return self.draw is not None
-
-    def key(self, severity: int) -> str:
-        return f"corruption/{self.name}/{severity}"
-
-    def run(self, x: torch.Tensor, severity: int, rand: SampleRandom) -> torch.Tensor:
-        """Corrupt a validated float32 NCHW batch with the given random streams."""
-        draws = self.draw(x, severity, rand) if self.draw is not None else {}
-        return self.apply_draws(x, severity, draws)
-
-    def apply_draws(self, x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-        """Deterministic part plus the reference's final ``np.uint8`` truncation."""
-        out = self.apply(x, severity, draws)
-        if self.on_grid:
-            return out
-        if out.dtype != torch.float32 or not out.is_contiguous():
-            out = out.to(torch.float32).contiguous()
-        if out.data_ptr() == x.data_ptr():
-            out = out.clone()
-        return quantize_floor(out)
-
-
-def _spec(name: str, family: str, benchmark: bool, description: str, module, random: bool) -> CorruptionSpec:
-    return CorruptionSpec(
-        name=name,
-        family=family,
-        benchmark=benchmark,
-        description=description,
-        apply=getattr(module, f"apply_{name}"),
-        draw=getattr(module, f"draw_{name}") if random else None,
-        on_grid=name in ("pixelate", "jpeg_compression"),
-        per_image_cpu=name in ("zoom_blur", "pixelate", "jpeg_compression", "fog"),
-    )
-
-
-SPECS: dict[str, CorruptionSpec] = {
-    s.name: s
-    for s in (
-        _spec("gaussian_noise", "noise", True, "additive Gaussian noise", noise, True),
-        _spec("shot_noise", "noise", True, "Poisson (photon) noise", noise, True),
-        _spec("impulse_noise", "noise", True, "salt-and-pepper noise", noise, True),
-        _spec("defocus_blur", "blur", True, "out-of-focus disk blur", blur, False),
-        _spec("glass_blur", "blur", True, "frosted-glass blur: blur, local pixel shuffle, blur", blur, True),
-        _spec("motion_blur", "blur", True, "linear motion blur at a random angle", blur, True),
-        _spec("zoom_blur", "blur", True, "radial blur from zooming towards the centre", blur, False),
-        _spec("snow", "weather", True, "falling snow layer and whitened scene", weather, True),
-        _spec("frost", "weather", True, "frost texture overlaid on the lens", weather, True),
-        _spec("fog", "weather", True, "diamond-square fog", weather, True),
-        _spec("brightness", "weather", True, "brighter scene (HSV value up)", digital, False),
-        _spec("contrast", "digital", True, "reduced contrast", digital, False),
-        _spec("elastic_transform", "digital", True, "smooth random elastic warp", digital, True),
-        _spec("pixelate", "digital", True, "box downsample and nearest upsample", digital, False),
-        _spec("jpeg_compression", "digital", True, "JPEG compression artefacts", digital, False),
-        _spec("speckle_noise", "noise", False, "multiplicative Gaussian noise (held out)", noise, True),
-        _spec("gaussian_blur", "blur", False, "Gaussian blur (held out)", blur, False),
-        _spec("spatter", "weather", False, "water or mud spatter (held out)", weather, True),
-        _spec("saturate", "digital", False, "saturation change in HSV (held out)", digital, False),
-    )
-}
-
-# Module attributes for the lazy registry entries ("evalsuite.corruptions._engine:SPECS_fog").
-globals().update({f"SPECS_{_n}": _s for _n, _s in SPECS.items()})
-
-
 def get_spec(name: str) -> CorruptionSpec:
-    from evalsuite.corruptions import CORRUPTIONS
+    """The registered corruption ``name`` (UsageError with suggestions when unknown)."""
+    from evalsuite.corruptions.registry import CORRUPTIONS
 
     return CORRUPTIONS.get(name)
 

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# The 8-bit grid helpers live in evalsuite.tensors (shared with the JPEG kernels); re-exported here.
+from evalsuite.tensors import levels_to_unit, to_levels  # noqa: F401
+
 # Separable filters longer than this use a banded matrix product on the CPU (one GEMM per
 # axis, independent of the kernel length); shorter ones sum shifted slices.
 _MATMUL_MIN_TAPS = 20
@@ -297,21 +300,6 @@ def quantize_floor(y: torch.Tensor) -> torch.Tensor:
     rounding. ``y`` must be a tensor the caller owns.
     """
     return levels_to_unit(y.mul_(255.0).add_(1e-4).floor_().clamp_(0.0, 255.0))
-
-
-def levels_to_unit(levels: torch.Tensor) -> torch.Tensor:
-    """8-bit levels (float tensor the caller owns) to ``k / 255``, correctly rounded, in place.
-
-    CUDA divides by a Python scalar through its reciprocal, one ulp off ``k / 255`` for some
-    levels; dividing by a 0-d tensor on the same device is a true division on every device, so
-    CPU and GPU give the same floats for the same levels.
-    """
-    return levels.div_(torch.full((), 255.0, dtype=levels.dtype, device=levels.device))
-
-
-def to_levels(x: torch.Tensor) -> torch.Tensor:
-    """Float [0, 1] image to integer levels 0..255 (round to nearest), still float."""
-    return torch.round(x.clamp(0.0, 1.0) * 255.0)
 
 
 def rgb_to_gray_cv2(x: torch.Tensor) -> torch.Tensor:

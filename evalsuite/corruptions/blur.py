@@ -2,6 +2,8 @@
 
 All kernel sizes, radii and zoom factors are imagecorruptions' (ImageNet-C's) at every image
 size: a 10-pixel defocus disk is 10 pixels on a 32 x 32 image too, exactly as the reference.
+``@register_corruption`` on each apply function registers it; the benchmark ones appear here in
+ImageNet-C's order (defocus, glass, motion, zoom), which is the listing order.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from evalsuite.corruptions._ops import (
     register_kernel,
 )
 from evalsuite.corruptions._random import SampleRandom
+from evalsuite.corruptions.registry import register_corruption
 
 GAUSSIAN_BLUR = (1, 2, 3, 4, 6)
 GLASS_BLUR = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # sigma, max_delta, iterations
@@ -43,6 +46,7 @@ def zoom_factors(severity: int) -> np.ndarray:
 # -- gaussian blur --------------------------------------------------------------------------
 
 
+@register_corruption("gaussian_blur", family="blur", held_out=True, description="Gaussian blur")
 def apply_gaussian_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     return gaussian_filter(x, float(GAUSSIAN_BLUR[severity - 1]), mode="nearest")
 
@@ -87,6 +91,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
 _kernels: dict = {}
 
 
+@register_corruption("defocus_blur", family="blur", benchmark=True, description="out-of-focus disk blur")
 def apply_defocus_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     radius, alias = DEFOCUS_BLUR[severity - 1]
     k = cached(
@@ -96,121 +101,6 @@ def apply_defocus_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Ten
     )
     r = k.shape[0] // 2
     return fft_correlate2d(x, k, (r, r), "mirror")
-
-
-# -- motion blur ----------------------------------------------------------------------------
-
-
-def motion_taps(radius: int, sigma: float, angle: float, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(weights, dy, dx) of imagecorruptions' ``_motion_blur`` for one angle (degrees).
-
-    The reference shifts the image by ``(dx, dy)`` for ``i = 0 .. 2*radius`` with weights of a
-    one-sided Gaussian, and stops at the first shift as large as the image (no
-    renormalisation), which this reproduces.
-    """
-    kw = radius * 2 + 1
-    k = np.exp(-(np.arange(kw) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
-    k = k / np.sum(k)
-    point = (kw * np.sin(np.deg2rad(angle)), kw * np.cos(np.deg2rad(angle)))
-    hyp = math.hypot(point[0], point[1])
-    ws, dys, dxs = [], [], []
-    for i in range(kw):
-        dy = -math.ceil(((i * point[0]) / hyp) - 0.5)
-        dx = -math.ceil(((i * point[1]) / hyp) - 0.5)
-        if abs(dy) >= height or abs(dx) >= width:
-            break
-        ws.append(k[i])
-        dys.append(dy)
-        dxs.append(dx)
-    return np.array(ws), np.array(dys, dtype=np.int64), np.array(dxs, dtype=np.int64)
-
-
-def motion_extent(radius: int, sigma: float, angle_range: tuple[float, float], height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) reach of the motion taps over a whole angle range.
-
-    Tap offsets are monotone in sin and cos of the angle, so their extremes over the range are
-    reached at its ends or at a multiple of 90 degrees inside it. A fixed reach per severity
-    and image size keeps every image's FFT size independent of the rest of its batch.
-    """
-    lo, hi = angle_range
-    angles = [lo, hi] + [a for a in (-180.0, -90.0, 0.0, 90.0, 180.0) if lo < a < hi]
-    ys, xs = [0], [0]
-    for a in angles:
-        _, dy, dx = motion_taps(radius, sigma, a, height, width)
-        ys.extend((-dy).tolist())
-        xs.extend((-dx).tolist())
-    return max(0, -min(ys)), max(0, max(ys)), max(0, -min(xs)), max(0, max(xs))
-
-
-def motion_blur_batch(
-    x: torch.Tensor,
-    radius: int,
-    sigma: float,
-    angles: np.ndarray,
-    angle_range: tuple[float, float],
-    method: str | None = None,
-) -> torch.Tensor:
-    """``sum_i w_i * shift(x, dx_i, dy_i)`` (edge-replicating shifts), one angle per image.
-
-    ``shift(x, dx, dy)[y, x] = x[clamp(y - dy), clamp(x - dx)]``. On the CPU every image sums
-    shifted views of its padded copy in the reference's tap order; on GPUs all images go
-    through one batched FFT correlation (kernels with taps at ``(-dy_i, -dx_i)``). The padding
-    reach is fixed per severity and size, so no image depends on the rest of its batch.
-    ``method`` (``"direct"`` or ``"fft"``) overrides the device's choice.
-    """
-    n, _, h, w = x.shape
-    top, bottom, left, right = motion_extent(radius, sigma, angle_range, h, w)
-    taps = [motion_taps(radius, sigma, float(a), h, w) for a in angles]
-    if (method or ("direct" if x.device.type == "cpu" else "fft")) == "direct":
-        out = torch.empty_like(x)
-        for i, (wts, dy, dx) in enumerate(taps):
-            xp = pad(x[i : i + 1], top, bottom, left, right, "nearest")
-            acc = None
-            for wt, oy, ox in zip(wts.tolist(), (top - dy).tolist(), (left - dx).tolist(), strict=True):
-                view = xp[..., oy : oy + h, ox : ox + w]
-                acc = view * wt if acc is None else acc.add_(view, alpha=wt)
-            out[i : i + 1] = acc
-        return out
-    kernels = np.zeros((n, top + bottom + 1, left + right + 1), dtype=np.float64)
-    for i, (wts, dy, dx) in enumerate(taps):
-        np.add.at(kernels[i], (top - dy, left - dx), wts)
-    k = torch.from_numpy(kernels).to(device=x.device, dtype=x.dtype)
-    return fft_correlate2d(x, k, (top, left), "nearest")
-
-
-MOTION_ANGLES = (-45.0, 45.0)
-
-
-def draw_motion_blur(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
-    return {"angle": rand.host_uniform(*MOTION_ANGLES)}
-
-
-def apply_motion_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-    radius, sigma = MOTION_BLUR[severity - 1]
-    return motion_blur_batch(x, radius, sigma, np.asarray(draws["angle"], dtype=np.float64), MOTION_ANGLES)
-
-
-# -- zoom blur ------------------------------------------------------------------------------
-
-
-def apply_zoom_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-    """Mean of the image and its centre zooms (``clipped_zoom``) by the reference factors.
-
-    On the CPU a numba kernel does it image by image (several times faster than torch's
-    resize; float64 interpolation like SciPy's); elsewhere the layers are torch bilinear
-    resizes in channels-last layout.
-    """
-    from evalsuite.corruptions import _numba
-
-    h, w = x.shape[-2:]
-    factors = zoom_factors(severity)
-    if _numba.worth_compiling("zoom_blur", x):  # CPU: one pass per layer in cache, float64 like SciPy
-        return _numba.per_image("zoom_blur", x, _numba.zoom_layers(h, w, factors))
-    xc = x.contiguous(memory_format=torch.channels_last)
-    out = torch.zeros_like(xc)
-    for z in factors:
-        out += bilinear_zoom_layer(xc, float(z))[..., :h, :w]
-    return ((xc + out) / (len(factors) + 1)).contiguous()
 
 
 # -- glass blur -----------------------------------------------------------------------------
@@ -339,6 +229,8 @@ def _numba_shuffle():
     return _numba_kernel or None
 
 
+@register_corruption("glass_blur", family="blur", benchmark=True,
+                     description="frosted glass (blur, local pixel shuffle, blur)", draw=draw_glass_blur)
 def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str | None = None) -> torch.Tensor:
     """Blur, 8-bit truncation, the reference's pixel shuffle, blur.
 
@@ -365,3 +257,121 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
         q = glass_shuffle(q, offsets.to(x.device), delta)
     return gaussian_filter(q.contiguous(), sigma, mode="nearest")
 
+
+# -- motion blur ----------------------------------------------------------------------------
+
+
+def motion_taps(radius: int, sigma: float, angle: float, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, dy, dx) of imagecorruptions' ``_motion_blur`` for one angle (degrees).
+
+    The reference shifts the image by ``(dx, dy)`` for ``i = 0 .. 2*radius`` with weights of a
+    one-sided Gaussian, and stops at the first shift as large as the image (no
+    renormalisation), which this reproduces.
+    """
+    kw = radius * 2 + 1
+    k = np.exp(-(np.arange(kw) ** 2) / (2 * (sigma**2))) / (np.sqrt(2 * np.pi) * sigma)
+    k = k / np.sum(k)
+    point = (kw * np.sin(np.deg2rad(angle)), kw * np.cos(np.deg2rad(angle)))
+    hyp = math.hypot(point[0], point[1])
+    ws, dys, dxs = [], [], []
+    for i in range(kw):
+        dy = -math.ceil(((i * point[0]) / hyp) - 0.5)
+        dx = -math.ceil(((i * point[1]) / hyp) - 0.5)
+        if abs(dy) >= height or abs(dx) >= width:
+            break
+        ws.append(k[i])
+        dys.append(dy)
+        dxs.append(dx)
+    return np.array(ws), np.array(dys, dtype=np.int64), np.array(dxs, dtype=np.int64)
+
+
+def motion_extent(radius: int, sigma: float, angle_range: tuple[float, float], height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) reach of the motion taps over a whole angle range.
+
+    Tap offsets are monotone in sin and cos of the angle, so their extremes over the range are
+    reached at its ends or at a multiple of 90 degrees inside it. A fixed reach per severity
+    and image size keeps every image's FFT size independent of the rest of its batch.
+    """
+    lo, hi = angle_range
+    angles = [lo, hi] + [a for a in (-180.0, -90.0, 0.0, 90.0, 180.0) if lo < a < hi]
+    ys, xs = [0], [0]
+    for a in angles:
+        _, dy, dx = motion_taps(radius, sigma, a, height, width)
+        ys.extend((-dy).tolist())
+        xs.extend((-dx).tolist())
+    return max(0, -min(ys)), max(0, max(ys)), max(0, -min(xs)), max(0, max(xs))
+
+
+def motion_blur_batch(
+    x: torch.Tensor,
+    radius: int,
+    sigma: float,
+    angles: np.ndarray,
+    angle_range: tuple[float, float],
+    method: str | None = None,
+) -> torch.Tensor:
+    """``sum_i w_i * shift(x, dx_i, dy_i)`` (edge-replicating shifts), one angle per image.
+
+    ``shift(x, dx, dy)[y, x] = x[clamp(y - dy), clamp(x - dx)]``. On the CPU every image sums
+    shifted views of its padded copy in the reference's tap order; on GPUs all images go
+    through one batched FFT correlation (kernels with taps at ``(-dy_i, -dx_i)``). The padding
+    reach is fixed per severity and size, so no image depends on the rest of its batch.
+    ``method`` (``"direct"`` or ``"fft"``) overrides the device's choice.
+    """
+    n, _, h, w = x.shape
+    top, bottom, left, right = motion_extent(radius, sigma, angle_range, h, w)
+    taps = [motion_taps(radius, sigma, float(a), h, w) for a in angles]
+    if (method or ("direct" if x.device.type == "cpu" else "fft")) == "direct":
+        out = torch.empty_like(x)
+        for i, (wts, dy, dx) in enumerate(taps):
+            xp = pad(x[i : i + 1], top, bottom, left, right, "nearest")
+            acc = None
+            for wt, oy, ox in zip(wts.tolist(), (top - dy).tolist(), (left - dx).tolist(), strict=True):
+                view = xp[..., oy : oy + h, ox : ox + w]
+                acc = view * wt if acc is None else acc.add_(view, alpha=wt)
+            out[i : i + 1] = acc
+        return out
+    kernels = np.zeros((n, top + bottom + 1, left + right + 1), dtype=np.float64)
+    for i, (wts, dy, dx) in enumerate(taps):
+        np.add.at(kernels[i], (top - dy, left - dx), wts)
+    k = torch.from_numpy(kernels).to(device=x.device, dtype=x.dtype)
+    return fft_correlate2d(x, k, (top, left), "nearest")
+
+
+MOTION_ANGLES = (-45.0, 45.0)
+
+
+def draw_motion_blur(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
+    return {"angle": rand.host_uniform(*MOTION_ANGLES)}
+
+
+@register_corruption("motion_blur", family="blur", benchmark=True,
+                     description="linear motion blur at a random angle", draw=draw_motion_blur)
+def apply_motion_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+    radius, sigma = MOTION_BLUR[severity - 1]
+    return motion_blur_batch(x, radius, sigma, np.asarray(draws["angle"], dtype=np.float64), MOTION_ANGLES)
+
+
+# -- zoom blur ------------------------------------------------------------------------------
+
+
+@register_corruption("zoom_blur", family="blur", benchmark=True,
+                     description="radial blur from zooming towards the centre", per_image_cpu=True)
+def apply_zoom_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+    """Mean of the image and its centre zooms (``clipped_zoom``) by the reference factors.
+
+    On the CPU a numba kernel does it image by image (several times faster than torch's
+    resize; float64 interpolation like SciPy's); elsewhere the layers are torch bilinear
+    resizes in channels-last layout.
+    """
+    from evalsuite.corruptions import _numba
+
+    h, w = x.shape[-2:]
+    factors = zoom_factors(severity)
+    if _numba.worth_compiling("zoom_blur", x):  # CPU: one pass per layer in cache, float64 like SciPy
+        return _numba.per_image("zoom_blur", x, _numba.zoom_layers(h, w, factors))
+    xc = x.contiguous(memory_format=torch.channels_last)
+    out = torch.zeros_like(xc)
+    for z in factors:
+        out += bilinear_zoom_layer(xc, float(z))[..., :h, :w]
+    return ((xc + out) / (len(factors) + 1)).contiguous()

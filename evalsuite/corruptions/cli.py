@@ -149,9 +149,9 @@ def run_corrupt(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
+    from evalsuite.atomic_io import atomic_write_bytes
     from evalsuite.data import decode_image
     from evalsuite.errors import UsageError
-    from evalsuite.results import atomic_write_bytes
 
     names = _resolve_corruptions(args.corruption)
     sevs = _resolve_severities(str(args.severity))

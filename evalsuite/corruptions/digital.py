@@ -1,4 +1,8 @@
-"""Digital corruptions: contrast, brightness, saturate, elastic transform, pixelate, JPEG.
+"""Digital corruptions: brightness, contrast, saturate, elastic transform, pixelate, JPEG.
+
+Brightness belongs to ImageNet-C's weather family (``family="weather"``) but shares the HSV
+closed form with saturate, so it lives here; as the first corruption of this module it lists
+right after the weather module's, where ImageNet-C lists it.
 
 Brightness and saturate are exact closed forms of the reference's skimage HSV round trip;
 pixelate reproduces Pillow's BOX/NEAREST resampling in integer arithmetic; JPEG uses a real
@@ -15,6 +19,7 @@ import torch.nn.functional as F
 
 from evalsuite.corruptions._ops import gaussian_filter, levels_to_unit, to_levels
 from evalsuite.corruptions._random import SampleRandom
+from evalsuite.corruptions.registry import register_corruption
 
 CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
 BRIGHTNESS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -24,12 +29,7 @@ PIXELATE = (0.6, 0.5, 0.4, 0.3, 0.25)
 JPEG_QUALITY = (25, 18, 15, 10, 7)
 
 
-def apply_contrast(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-    c = CONTRAST[severity - 1]
-    means = x.mean(dim=(2, 3), keepdim=True)
-    return (x - means).mul_(c).add_(means)
-
-
+@register_corruption("brightness", family="weather", benchmark=True, description="brighter scene (HSV value up)")
 def apply_brightness(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """``hsv2rgb(rgb2hsv(x) with V + c clipped)``: hue and saturation fixed, so RGB scales by V'/V.
 
@@ -43,6 +43,14 @@ def apply_brightness(x: torch.Tensor, severity: int, draws: dict) -> torch.Tenso
     return out.masked_fill_(black.expand_as(out), min(c, 1.0))
 
 
+@register_corruption("contrast", family="digital", benchmark=True, description="reduced contrast")
+def apply_contrast(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+    c = CONTRAST[severity - 1]
+    means = x.mean(dim=(2, 3), keepdim=True)
+    return (x - means).mul_(c).add_(means)
+
+
+@register_corruption("saturate", family="digital", held_out=True, description="HSV saturation change")
 def apply_saturate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """skimage HSV saturation ``S' = clip(S * a + b, 0, 1)`` with H and V fixed, in closed form.
 
@@ -74,6 +82,8 @@ def draw_elastic_transform(x: torch.Tensor, severity: int, rand: SampleRandom) -
     return {"dx": -m + (2 * m) * u[:, 0], "dy": -m + (2 * m) * u[:, 1]}
 
 
+@register_corruption("elastic_transform", family="digital", benchmark=True,
+                     description="smooth random elastic warp", draw=draw_elastic_transform)
 def apply_elastic_transform(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """Smooth the seeds (sigma = 1% of each side, reflect, truncate 3), scale by alpha, warp bilinearly.
 
@@ -210,6 +220,8 @@ def pillow_vertical_pass_first(h: int, w: int) -> bool:
     return _pillow_major() >= 13 and h > 2 * w
 
 
+@register_corruption("pixelate", family="digital", benchmark=True,
+                     description="box downsample, nearest upsample", on_grid=True, per_image_cpu=True)
 def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """Pillow ``resize(BOX)`` to ``int(side * c)`` then ``resize(NEAREST)`` back, on 8-bit levels.
 
@@ -268,6 +280,8 @@ def jpeg_roundtrip_pil(img: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+@register_corruption("jpeg_compression", family="digital", benchmark=True,
+                     description="JPEG compression artefacts", on_grid=True, per_image_cpu=True)
 def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: str | None = None) -> torch.Tensor:
     """Encode and decode with libjpeg at the reference quality (4:2:0 chroma, islow DCT).
 

@@ -3,7 +3,8 @@
 Constants are imagecorruptions' (``corruptions.py``), i.e. ImageNet-C's, at every image size.
 Each corruption is a ``draw`` (random fields from the per-sample streams) and an ``apply``
 (deterministic given the draws), so tests can feed the reference's own random numbers to
-``apply`` and compare pixel by pixel.
+``apply`` and compare pixel by pixel. ``@register_corruption`` on each apply function registers
+it; their order here is the listing order (ImageNet-C's).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from evalsuite.corruptions._ops import cached
 from evalsuite.corruptions._random import SampleRandom
+from evalsuite.corruptions.registry import register_corruption
 
 GAUSSIAN_NOISE = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_NOISE = (60, 25, 12, 5, 3)
@@ -24,35 +26,11 @@ def draw_gaussian_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> d
     return {"noise": rand.normal(x.shape[1:], 0.0, GAUSSIAN_NOISE[severity - 1])}
 
 
+@register_corruption("gaussian_noise", family="noise", benchmark=True, description="additive Gaussian noise",
+                     draw=draw_gaussian_noise)
 def apply_gaussian_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """``x + noise``; the noise buffer from ``draw`` is reused for the result."""
     return draws["noise"].to(x).add_(x)
-
-
-def draw_speckle_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
-    return {"noise": rand.normal(x.shape[1:], 0.0, SPECKLE_NOISE[severity - 1])}
-
-
-def apply_speckle_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-    """``x + x * noise``; the noise buffer from ``draw`` is reused for the result."""
-    return draws["noise"].to(x).add_(1.0).mul_(x)
-
-
-def draw_impulse_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
-    """skimage's ``random_noise(mode='s&p', amount=p)``: flip with probability p, salt half of them.
-
-    One uniform per pixel does both draws: ``u < p`` flips, and given a flip ``u / p`` is
-    uniform, so ``u < p / 2`` is an independent fair coin for salt versus pepper.
-    """
-    p = IMPULSE_NOISE[severity - 1]
-    u = rand.uniform(x.shape[1:])
-    return {"flip": u < p, "salt": u < p / 2}
-
-
-def apply_impulse_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
-    flip, salt = draws["flip"].to(x.device), draws["salt"].to(x.device)
-    out = x.masked_fill(flip, 0.0)
-    return out.masked_fill_(flip & salt, 1.0)
 
 
 def draw_shot_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
@@ -73,9 +51,41 @@ def draw_shot_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
     return {"counts": _poisson_from_table(levels, u, c)}
 
 
+@register_corruption("shot_noise", family="noise", benchmark=True, description="Poisson (photon) noise",
+                     draw=draw_shot_noise)
 def apply_shot_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """``counts / c``; the counts buffer from ``draw`` is reused for the result."""
     return draws["counts"].to(x).div_(float(SHOT_NOISE[severity - 1]))
+
+
+def draw_impulse_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
+    """skimage's ``random_noise(mode='s&p', amount=p)``: flip with probability p, salt half of them.
+
+    One uniform per pixel does both draws: ``u < p`` flips, and given a flip ``u / p`` is
+    uniform, so ``u < p / 2`` is an independent fair coin for salt versus pepper.
+    """
+    p = IMPULSE_NOISE[severity - 1]
+    u = rand.uniform(x.shape[1:])
+    return {"flip": u < p, "salt": u < p / 2}
+
+
+@register_corruption("impulse_noise", family="noise", benchmark=True, description="salt-and-pepper noise",
+                     draw=draw_impulse_noise)
+def apply_impulse_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+    flip, salt = draws["flip"].to(x.device), draws["salt"].to(x.device)
+    out = x.masked_fill(flip, 0.0)
+    return out.masked_fill_(flip & salt, 1.0)
+
+
+def draw_speckle_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
+    return {"noise": rand.normal(x.shape[1:], 0.0, SPECKLE_NOISE[severity - 1])}
+
+
+@register_corruption("speckle_noise", family="noise", held_out=True, description="multiplicative Gaussian noise",
+                     draw=draw_speckle_noise)
+def apply_speckle_noise(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
+    """``x + x * noise``; the noise buffer from ``draw`` is reused for the result."""
+    return draws["noise"].to(x).add_(1.0).mul_(x)
 
 
 # -- exact Poisson sampling for 8-bit inputs -------------------------------------------------

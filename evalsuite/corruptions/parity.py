@@ -134,10 +134,10 @@ def to_uint8(x: Any) -> np.ndarray:
 
 def engine_with_draws(image: np.ndarray, name: str, severity: int, draws: dict[str, Any], **kwargs: Any) -> np.ndarray:
     """The engine's deterministic part on one uint8 image with the given draws -> uint8."""
-    from evalsuite.corruptions._engine import SPECS
+    from evalsuite.corruptions import get_corruption
     from evalsuite.corruptions._ops import quantize_floor
 
-    spec = SPECS[name]
+    spec = get_corruption(name)
     x = to_tensor(image)
     if kwargs:
         return to_uint8(quantize_floor(spec.apply(x, severity, draws, **kwargs).float().contiguous().clone()))
@@ -148,9 +148,9 @@ def matched_batch(images: np.ndarray, name: str, severity: int, seeds: list[int]
     """The engine on a batch of uint8 images with each image's replayed reference draws (one apply call)."""
     import torch
 
-    from evalsuite.corruptions._engine import SPECS
+    from evalsuite.corruptions import get_corruption
 
-    spec = SPECS[name]
+    spec = get_corruption(name)
     draws = [replay_draws(name, severity, im, s) for im, s in zip(images, seeds, strict=True)]
     merged: dict[str, Any] = {}
     for key in draws[0] if draws else {}:

@@ -22,6 +22,7 @@ from evalsuite.corruptions._ops import (
 )
 from evalsuite.corruptions._random import SampleRandom
 from evalsuite.corruptions.blur import motion_blur_batch
+from evalsuite.corruptions.registry import register_corruption
 
 SNOW = (
     (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
@@ -59,6 +60,8 @@ def draw_snow(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
     }
 
 
+@register_corruption("snow", family="weather", benchmark=True,
+                     description="falling snow over a whitened scene", draw=draw_snow)
 def apply_snow(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     _, _, zoom, thr, radius, sigma, blend = SNOW[severity - 1]
     h, w = x.shape[-2:]
@@ -131,6 +134,8 @@ def draw_frost(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
     return {"texture": idx, "top": top, "left": left}
 
 
+@register_corruption("frost", family="weather", benchmark=True, description="frost texture on the lens",
+                     draw=draw_frost)
 def apply_frost(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     a, b = FROST[severity - 1]
     h, w = x.shape[-2:]
@@ -204,6 +209,8 @@ def draw_fog(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
     return {"uniform": rand.uniform((plasma_draw_count(size),))}
 
 
+@register_corruption("fog", family="weather", benchmark=True, description="diamond-square fog", draw=draw_fog,
+                     per_image_cpu=True)
 def apply_fog(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     """Add a plasma fractal (diamond-square, per image), rescale to keep the image's maximum.
 
@@ -234,6 +241,8 @@ _WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)
 _MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)
 
 
+@register_corruption("spatter", family="weather", held_out=True, description="water or mud spatter",
+                     draw=draw_spatter)
 def apply_spatter(x: torch.Tensor, severity: int, draws: dict, water_backend: str | None = None) -> torch.Tensor:
     _, _, sigma, thr, intensity, mud = SPATTER[severity - 1]
     liquid = gaussian_filter(draws["liquid"].to(x).unsqueeze(1), float(sigma), mode="nearest")

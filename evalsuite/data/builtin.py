@@ -32,17 +32,11 @@ def _terciles(values: np.ndarray, names: tuple[str, str, str]) -> np.ndarray:
 
 
 def _stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        n_train = int(round(SPLIT_FRACTIONS[0] * len(idx)))
-        n_val = int(round(SPLIT_FRACTIONS[1] * len(idx)))
-        parts["train"].append(idx[:n_train])
-        parts["val"].append(idx[n_train : n_train + n_val])
-        parts["test"].append(idx[n_train + n_val :])
-    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+    """Per class: ``rng.shuffle`` (one generator), then ``round(0.6 n)`` train, ``round(0.2 n)`` val, the rest test."""
+    from evalsuite.stats import fraction_sizes, shuffle_order, stratified_split
+
+    parts = stratified_split(labels, fraction_sizes(SPLIT_FRACTIONS[:2], "half_even"), shuffle_order(seed))
+    return dict(zip(("train", "val", "test"), parts, strict=True))
 
 
 @lru_cache(maxsize=1)

@@ -24,8 +24,9 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -173,9 +174,47 @@ def iter_batches(
     """
     out_size = _check_size(input_size, resize)
     _pil_filter(interpolation)
+    batch_size, idx, labels = _checked_batch_args(dataset, indices, batch_size, labels)
+    n_workers = default_workers() if workers is None else max(1, int(workers))
+    chunk = max(1, min(32, math.ceil(batch_size / n_workers)))
+    chunks = [idx[i : i + chunk] for i in range(0, len(idx), chunk)]
+    window = max(2 * n_workers, math.ceil(max(1, prefetch) * batch_size / chunk))
+    source_labels = np.asarray(dataset.labels if labels is None else labels)
+    ids = np.asarray(dataset.ids)
+
+    def make_batch(positions: list[int], images: list[np.ndarray], bad: list[int]) -> Batch:
+        pos = np.asarray(positions, dtype=np.int64)
+        stacked = (
+            np.stack(images) if images else np.zeros((0, out_size[0], out_size[1], 3), dtype=np.uint8)
+        )
+        return Batch(index=pos, ids=ids[pos], labels=source_labels[pos], images=stacked, bad=list(bad))
+
+    def load(positions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+        return _load_chunk(dataset, positions, out_size, resize, interpolation, skip_bad)
+
+    positions: list[int] = []
+    images: list[np.ndarray] = []
+    bad: list[int] = []
+    with closing(_decoded_in_order(load, chunks, n_workers, window)) as decoded:  # closing stops the pool
+        for pos, img in decoded:
+            if img is None:
+                bad.append(pos)
+                continue
+            positions.append(pos)
+            images.append(img)
+            if len(images) == batch_size:
+                yield make_batch(positions, images, bad)
+                positions, images, bad = [], [], []
+    if images or bad:
+        yield make_batch(positions, images, bad)
+
+
+def _checked_batch_args(
+    dataset: Dataset, indices: Sequence[int] | np.ndarray, batch_size: int, labels: np.ndarray | None
+) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """(batch size, positions, labels) of :func:`iter_batches`, checked against the dataset."""
     if int(batch_size) < 1:
         raise UsageError(f"batch size must be >= 1, got {batch_size}")
-    batch_size = int(batch_size)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(idx) and (idx.min() < 0 or idx.max() >= len(dataset)):
         raise IndexError(f"indices out of range for a dataset of {len(dataset)} samples")
@@ -183,25 +222,17 @@ def iter_batches(
         labels = np.asarray(labels)
         if len(labels) != len(dataset):
             raise ValueError(f"labels has {len(labels)} entries for a dataset of {len(dataset)}")
-    n_workers = default_workers() if workers is None else max(1, int(workers))
-    chunk = max(1, min(32, math.ceil(batch_size / n_workers)))
-    chunks = [idx[i : i + chunk] for i in range(0, len(idx), chunk)]
-    window = max(2 * n_workers, math.ceil(max(1, prefetch) * batch_size / chunk))
-    source_labels = dataset.labels if labels is None else labels
+    return int(batch_size), idx, labels
 
-    def make_batch(positions: list[int], images: list[np.ndarray], bad: list[int]) -> Batch:
-        pos = np.asarray(positions, dtype=np.int64)
-        stacked = (
-            np.stack(images) if images else np.zeros((0, out_size[0], out_size[1], 3), dtype=np.uint8)
-        )
-        return Batch(
-            index=pos,
-            ids=np.asarray(dataset.ids)[pos],
-            labels=np.asarray(source_labels)[pos],
-            images=stacked,
-            bad=list(bad),
-        )
 
+def _decoded_in_order(
+    load: Callable[[np.ndarray], list[tuple[int, np.ndarray | None]]],
+    chunks: list[np.ndarray],
+    n_workers: int,
+    window: int,
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(position, image or None)`` of every chunk in order, decoded by ``n_workers`` threads
+    with at most ``window`` chunks in flight (bounded memory, order kept)."""
     pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="evalsuite-decode")
     pending: deque[Future[list[tuple[int, np.ndarray | None]]]] = deque()
     next_chunk = 0
@@ -210,31 +241,14 @@ def iter_batches(
         def submit_more() -> None:
             nonlocal next_chunk
             while next_chunk < len(chunks) and len(pending) < window:
-                pending.append(
-                    pool.submit(
-                        _load_chunk, dataset, chunks[next_chunk], out_size, resize, interpolation, skip_bad
-                    )
-                )
+                pending.append(pool.submit(load, chunks[next_chunk]))
                 next_chunk += 1
 
         submit_more()
-        positions: list[int] = []
-        images: list[np.ndarray] = []
-        bad: list[int] = []
         while pending:
             results = pending.popleft().result()
             submit_more()
-            for pos, img in results:
-                if img is None:
-                    bad.append(pos)
-                    continue
-                positions.append(pos)
-                images.append(img)
-                if len(images) == batch_size:
-                    yield make_batch(positions, images, bad)
-                    positions, images, bad = [], [], []
-        if images or bad:
-            yield make_batch(positions, images, bad)
+            yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -46,37 +46,14 @@ def select(dataset: Dataset, *, limit: int | None = None, sample: int | None = N
     return dataset
 
 
-def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
-    """Per-class sample counts summing to ``total``: proportional, at least one each (needs total >= K)."""
-    n = counts.sum()
-    quota = total * counts / n
-    alloc = np.minimum(np.maximum(np.floor(quota).astype(np.int64), 1), counts)
-    # Largest remainder: add where the quota is furthest above the allocation, take away where
-    # the allocation is furthest above the quota (never below one). Ties go to the earlier class.
-    while alloc.sum() < total:
-        room = np.where(alloc < counts, quota - alloc, -np.inf)
-        alloc[int(np.argmax(room))] += 1
-    while alloc.sum() > total:
-        excess = np.where(alloc > 1, alloc - quota, -np.inf)
-        alloc[int(np.argmax(excess))] -= 1
-    return alloc
-
-
 def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded sample of ``size`` stratified by ``labels`` (``size < len(labels)``)."""
+    """Sorted positions of a seeded sample of ``size`` stratified by ``labels`` (``size < len(labels)``).
+
+    Labels are grouped as strings; one ``default_rng(seed)`` draws the allocation, then each
+    label's members (:func:`evalsuite.stats.allocated_sizes`, :func:`evalsuite.stats.draw_order`).
+    """
+    from evalsuite.stats import allocated_sizes, draw_order, stratified_split
+
     keys = np.array([str(v) for v in labels], dtype=object)
-    classes, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     rng = np.random.default_rng(seed)
-    if size >= len(classes):
-        alloc = _allocate(counts, size)
-    else:
-        chosen = rng.choice(len(classes), size=size, replace=False, p=counts / counts.sum())
-        alloc = np.zeros(len(classes), dtype=np.int64)
-        alloc[chosen] = 1
-    picked: list[np.ndarray] = []
-    for c in range(len(classes)):
-        if alloc[c] == 0:
-            continue
-        members = np.flatnonzero(inverse == c)
-        picked.append(rng.choice(members, size=int(alloc[c]), replace=False))
-    return np.sort(np.concatenate(picked))
+    return stratified_split(keys, allocated_sizes(size, rng), draw_order(rng))[0]

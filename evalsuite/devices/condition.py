@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.conditions import BatchContext, Condition
+from evalsuite.conditions import BatchContext, Condition, ConditionIdentity
 from evalsuite.devices.base import DeviceOp, apply_chain
 
 
@@ -23,11 +23,21 @@ class DeviceCondition(Condition):
         return apply_chain(self.ops, x, ids=[str(i) for i in ctx.ids], seed=int(ctx.seed), key=self.key)
 
 
+def profile_identity(profile: str, suite: str = "device") -> ConditionIdentity:
+    """Identity of a device profile's condition (key ``device/<profile>``)."""
+    return ConditionIdentity(suite=suite, kind="device", parts=(profile,))
+
+
+def op_identity(op: str, severity: int, suite: str = "device") -> ConditionIdentity:
+    """Identity of one rung of an operation's severity ladder (key ``device/op/<operation>/<severity>``)."""
+    return ConditionIdentity(suite=suite, kind="device", parts=("op", op, int(severity)))
+
+
 def profile_key(profile: str) -> str:
     """Condition key of a device profile."""
-    return f"device/{profile}"
+    return profile_identity(profile).key
 
 
 def op_key(op: str, severity: int) -> str:
     """Condition key of one rung of an operation's severity ladder."""
-    return f"device/op/{op}/{int(severity)}"
+    return op_identity(op, severity).key

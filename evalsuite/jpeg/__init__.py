@@ -38,7 +38,7 @@ def jpeg_roundtrip(x: Any, quality: int, subsampling: str = "4:2:0") -> Any:
         src = x.detach().to(torch.float32).permute(0, 2, 3, 1).numpy()
         out = cpu.jpeg_roundtrip_nhwc(src, quality, subsampling)
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(x.dtype)
-    from evalsuite.corruptions._ops import levels_to_unit, to_levels
     from evalsuite.jpeg.tensor import jpeg_roundtrip_levels
+    from evalsuite.tensors import levels_to_unit, to_levels
 
     return levels_to_unit(jpeg_roundtrip_levels(to_levels(x), quality, subsampling).to(x.dtype))

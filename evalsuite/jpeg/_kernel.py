@@ -157,10 +157,118 @@ def fancy_h2v2(col, u, ch_w, w):  # pragma: no cover - compiled
         if 2 * j + 1 < w:
             u[2 * j + 1] = (4 * col[j] + 7) >> 4 if j == ch_w - 1 else (c3 + col[j + 1] + 7) >> 4
 
+@njit(cache=True, inline="always")
+def level8(v):  # pragma: no cover - compiled
+    # a float sample in [0, 1] (clipped) to its 8-bit level, round half to even (np.rint)
+    return np.int64(np.rint(min(max(v, np.float32(0.0)), np.float32(1.0)) * scale))
+
+@njit(cache=True, inline="always")
+def rgb_to_ycc_group(src, n, y, vs, yp, cbrow, crrow):  # pragma: no cover - compiled
+    # row group y (vs full-resolution rows) of image n: 8-bit levels and jccolor.c
+    # rgb_ycc_convert, luma into yp, chroma into cbrow / crrow (one row per t < vs); rows past
+    # the image repeat its last row, columns are edge-replicated to whole blocks (luma) and
+    # whole chroma blocks (chroma)
+    h, w, wb, cw = src.shape[1], src.shape[2], yp.shape[1], cbrow.shape[1]
+    for t in range(vs):
+        row = y * vs + t
+        if row >= h:
+            for x in range(cw):
+                cbrow[t, x] = cbrow[t - 1, x]
+                crrow[t, x] = crrow[t - 1, x]
+            continue
+        for x in range(w):
+            r, g, b = level8(src[n, row, x, 0]), level8(src[n, row, x, 1]), level8(src[n, row, x, 2])
+            yp[row, x] = (y_r * r + y_g * g + y_b * b + one_half) >> SCALEBITS
+            cbrow[t, x] = (-cb_r * r - cb_g * g + c_half * b + cbcr_offset + one_half - 1) >> SCALEBITS
+            crrow[t, x] = (c_half * r - cr_g * g - cr_b * b + cbcr_offset + one_half - 1) >> SCALEBITS
+        for x in range(w, wb):
+            yp[row, x] = yp[row, w - 1]
+        for x in range(w, cw):
+            cbrow[t, x] = cbrow[t, w - 1]
+            crrow[t, x] = crrow[t, w - 1]
+
+@njit(cache=True, inline="always")
+def downsample_group(cbrow, crrow, cbd, crd, y, hs, vs):  # pragma: no cover - compiled
+    # jcsample.c: chroma row y of cbd / crd from one row group, with libjpeg's alternating bias
+    cwb = cbd.shape[1]
+    if hs == 1:
+        for x in range(cwb):
+            cbd[y, x] = cbrow[0, x]
+            crd[y, x] = crrow[0, x]
+    elif vs == 1:
+        for x in range(cwb):
+            bias = x & 1
+            cbd[y, x] = (cbrow[0, 2 * x] + cbrow[0, 2 * x + 1] + bias) >> 1
+            crd[y, x] = (crrow[0, 2 * x] + crrow[0, 2 * x + 1] + bias) >> 1
+    else:
+        for x in range(cwb):
+            bias = 1 + (x & 1)
+            cbd[y, x] = (cbrow[0, 2 * x] + cbrow[0, 2 * x + 1] + cbrow[1, 2 * x] + cbrow[1, 2 * x + 1] + bias) >> 2
+            crd[y, x] = (crrow[0, 2 * x] + crrow[0, 2 * x + 1] + crrow[1, 2 * x] + crrow[1, 2 * x + 1] + bias) >> 2
+
+@njit(cache=True, inline="always")
+def pad_rows(p, used):  # pragma: no cover - compiled
+    # jcprepct.c: rows used.. of plane p repeat row used - 1 (edge rows to whole blocks)
+    for y in range(used, p.shape[0]):
+        for x in range(p.shape[1]):
+            p[y, x] = p[used - 1, x]
+
+@njit(cache=True, inline="always")
+def encode_planes(src, n, hs, vs, ch_h, yp, cbd, crd, cbrow, crrow):  # pragma: no cover - compiled
+    # image n of src to the padded Y plane and the downsampled, padded Cb / Cr planes
+    for y in range(ch_h):
+        rgb_to_ycc_group(src, n, y, vs, yp, cbrow, crrow)
+        downsample_group(cbrow, crrow, cbd, crd, y, hs, vs)
+    pad_rows(yp, src.shape[1])
+    pad_rows(cbd, ch_h)
+    pad_rows(crd, ch_h)
+
+@njit(cache=True, inline="always")
+def upsample_row(cbd, crd, y, hs, vs, ch_h, ch_w, ucb, ucr, colb, colr):  # pragma: no cover - compiled
+    # jdsample.c: chroma of output row y into ucb / ucr[0:w] ("fancy" triangular filters;
+    # plain replication below 3 subsampled columns); colb / colr hold h2v2's column sums
+    w = ucb.shape[0] - 1
+    if hs == 1:
+        for x in range(w):
+            ucb[x] = cbd[y, x]
+            ucr[x] = crd[y, x]
+    elif ch_w <= 2:
+        for x in range(w):
+            ucb[x] = cbd[y // vs, x >> 1]
+            ucr[x] = crd[y // vs, x >> 1]
+    elif vs == 1:
+        fancy_h2v1(cbd, y, ucb, ch_w, w)
+        fancy_h2v1(crd, y, ucr, ch_w, w)
+    else:
+        i = y >> 1
+        i2 = max(i - 1, 0) if y & 1 == 0 else min(i + 1, ch_h - 1)
+        for j in range(ch_w):
+            colb[j] = 3 * cbd[i, j] + cbd[i2, j]
+            colr[j] = 3 * crd[i, j] + crd[i2, j]
+        fancy_h2v2(colb, ucb, ch_w, w)
+        fancy_h2v2(colr, ucr, ch_w, w)
+
+@njit(cache=True, inline="always")
+def ycc_to_rgb_row(yp, ucb, ucr, out, n, y):  # pragma: no cover - compiled
+    # jdcolor.c ycc_rgb_convert of output row y of image n, written as k / 255
+    for x in range(out.shape[2]):
+        yy = yp[y, x]
+        cbv = ucb[x] - 128
+        crv = ucr[x] - 128
+        r = yy + ((r_cr * crv + one_half) >> SCALEBITS)
+        g = yy + ((-g_cb * cbv + one_half - g_cr * crv) >> SCALEBITS)
+        b = yy + ((b_cb * cbv + one_half) >> SCALEBITS)
+        out[n, y, x, 0] = unit[min(max(r, 0), 255)]
+        out[n, y, x, 1] = unit[min(max(g, 0), 255)]
+        out[n, y, x, 2] = unit[min(max(b, 0), 255)]
+
 # one explicit signature (any strides): a single compilation serves every memory layout
 @njit("void(float32[:, :, :, :], float32[:, :, :, :], int64[:], int64[:], int64, int64, int64, int64)",
       nogil=True, cache=True)
 def roundtrip(src, out, ql, qc, hs, vs, lo, hi):  # pragma: no cover - compiled
+    # images lo..hi of src through libjpeg's lossy steps into out: encode_planes, code_plane
+    # (DCT, quantisation, inverse DCT) per plane, then per output row upsample_row and
+    # ycc_to_rgb_row; the working buffers are allocated once per call and reused per image
     _, h, w, _ = src.shape
     hb, wb = (h + 7) // 8 * 8, (w + 7) // 8 * 8
     ch_h, ch_w = (h + vs - 1) // vs, (w + hs - 1) // hs  # libjpeg's downsampled size
@@ -177,86 +285,11 @@ def roundtrip(src, out, ql, qc, hs, vs, lo, hi):  # pragma: no cover - compiled
     colb = np.empty(ch_w, dtype=np.int64)
     colr = np.empty(ch_w, dtype=np.int64)
     ws = np.empty(128, dtype=np.int64)
-    lo_f, hi_f = np.float32(0.0), np.float32(1.0)
     for n in range(lo, hi):
-        for y in range(ch_h):
-            # one group of vs full-resolution rows: 8-bit levels and jccolor.c
-            # rgb_ycc_convert; rows past the image repeat its last row, columns are
-            # edge-replicated to whole blocks (luma) and whole chroma blocks (chroma)
-            for t in range(vs):
-                row = y * vs + t
-                if row >= h:
-                    for x in range(cwb * hs):
-                        cbrow[t, x] = cbrow[t - 1, x]
-                        crrow[t, x] = crrow[t - 1, x]
-                    continue
-                for x in range(w):
-                    r = np.int64(np.rint(min(max(src[n, row, x, 0], lo_f), hi_f) * scale))
-                    g = np.int64(np.rint(min(max(src[n, row, x, 1], lo_f), hi_f) * scale))
-                    b = np.int64(np.rint(min(max(src[n, row, x, 2], lo_f), hi_f) * scale))
-                    yp[row, x] = (y_r * r + y_g * g + y_b * b + one_half) >> SCALEBITS
-                    cbrow[t, x] = (-cb_r * r - cb_g * g + c_half * b + cbcr_offset + one_half - 1) >> SCALEBITS
-                    crrow[t, x] = (c_half * r - cr_g * g - cr_b * b + cbcr_offset + one_half - 1) >> SCALEBITS
-                for x in range(w, wb):
-                    yp[row, x] = yp[row, w - 1]
-                for x in range(w, cwb * hs):
-                    cbrow[t, x] = cbrow[t, w - 1]
-                    crrow[t, x] = crrow[t, w - 1]
-            # jcsample.c: downsampling with libjpeg's alternating bias
-            if hs == 1:
-                for x in range(cwb):
-                    cbd[y, x] = cbrow[0, x]
-                    crd[y, x] = crrow[0, x]
-            elif vs == 1:
-                for x in range(cwb):
-                    bias = x & 1
-                    cbd[y, x] = (cbrow[0, 2 * x] + cbrow[0, 2 * x + 1] + bias) >> 1
-                    crd[y, x] = (crrow[0, 2 * x] + crrow[0, 2 * x + 1] + bias) >> 1
-            else:
-                for x in range(cwb):
-                    bias = 1 + (x & 1)
-                    cbd[y, x] = (cbrow[0, 2 * x] + cbrow[0, 2 * x + 1] + cbrow[1, 2 * x] + cbrow[1, 2 * x + 1] + bias) >> 2
-                    crd[y, x] = (crrow[0, 2 * x] + crrow[0, 2 * x + 1] + crrow[1, 2 * x] + crrow[1, 2 * x + 1] + bias) >> 2
-        for y in range(h, hb):  # jcprepct.c: edge rows to whole blocks
-            for x in range(wb):
-                yp[y, x] = yp[h - 1, x]
-        for y in range(ch_h, chb):
-            for x in range(cwb):
-                cbd[y, x] = cbd[ch_h - 1, x]
-                crd[y, x] = crd[ch_h - 1, x]
+        encode_planes(src, n, hs, vs, ch_h, yp, cbd, crd, cbrow, crrow)
         code_plane(yp, ql, ws)
         code_plane(cbd, qc, ws)
         code_plane(crd, qc, ws)
-        # per output row: jdsample.c upsampling ("fancy" triangular filters; plain
-        # replication below 3 subsampled columns), then jdcolor.c ycc_rgb_convert and k / 255
         for y in range(h):
-            if hs == 1:
-                for x in range(w):
-                    ucb[x] = cbd[y, x]
-                    ucr[x] = crd[y, x]
-            elif ch_w <= 2:
-                for x in range(w):
-                    ucb[x] = cbd[y // vs, x >> 1]
-                    ucr[x] = crd[y // vs, x >> 1]
-            elif vs == 1:
-                fancy_h2v1(cbd, y, ucb, ch_w, w)
-                fancy_h2v1(crd, y, ucr, ch_w, w)
-            else:
-                i = y >> 1
-                i2 = max(i - 1, 0) if y & 1 == 0 else min(i + 1, ch_h - 1)
-                for j in range(ch_w):
-                    colb[j] = 3 * cbd[i, j] + cbd[i2, j]
-                    colr[j] = 3 * crd[i, j] + crd[i2, j]
-                fancy_h2v2(colb, ucb, ch_w, w)
-                fancy_h2v2(colr, ucr, ch_w, w)
-            for x in range(w):
-                yy = yp[y, x]
-                cbv = ucb[x] - 128
-                crv = ucr[x] - 128
-                r = yy + ((r_cr * crv + one_half) >> SCALEBITS)
-                g = yy + ((-g_cb * cbv + one_half - g_cr * crv) >> SCALEBITS)
-                b = yy + ((b_cb * cbv + one_half) >> SCALEBITS)
-                out[n, y, x, 0] = unit[min(max(r, 0), 255)]
-                out[n, y, x, 1] = unit[min(max(g, 0), 255)]
-                out[n, y, x, 2] = unit[min(max(b, 0), 255)]
-
+            upsample_row(cbd, crd, y, hs, vs, ch_h, ch_w, ucb, ucr, colb, colr)
+            ycc_to_rgb_row(yp, ucb, ucr, out, n, y)

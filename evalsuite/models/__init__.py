@@ -11,48 +11,55 @@ returns what was found (for ``evalsuite inspect``). ``overrides`` carries comman
 ``channel_order``, ``num_classes``, ``outputs``); ``None`` values mean "not given". Flags win over a sidecar
 JSON, which wins over metadata inside the file (see :mod:`evalsuite.models.metadata`).
 Heavy libraries are imported only when a model of their kind is loaded.
+
+Each form is a :class:`~evalsuite.models.formats.ModelFormat` registered in
+:data:`MODEL_FORMATS` where it is defined (``@register_model_format``); plug-ins add formats
+through the ``evalsuite.model_formats`` entry-point group.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import ModelError
 from evalsuite.models.base import Model, ModelInfo
+from evalsuite.models.formats import (
+    MODEL_FORMATS,
+    ModelFormat,
+    check_checkpoint,
+    find_format,
+    formats,
+    register_model_format,
+)
 
-__all__ = ["Model", "ModelInfo", "inspect_model", "list_entries", "load_model", "resolve_device"]
+__all__ = [
+    "MODEL_FORMATS",
+    "Model",
+    "ModelFormat",
+    "ModelInfo",
+    "inspect_model",
+    "list_entries",
+    "load_model",
+    "register_model_format",
+    "resolve_device",
+]
 
-TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
-SUPPORTED_MODELS = "a .onnx file, a TorchScript .pt, a torch.export .pt2 or timm:<name> --checkpoint FILE"
+
+def __getattr__(name: str) -> Any:
+    """``TORCHSCRIPT_SUFFIXES`` and ``SUPPORTED_MODELS``, from the format registry on access."""
+    if name == "TORCHSCRIPT_SUFFIXES":
+        return MODEL_FORMATS.get("torchscript").suffixes
+    if name == "SUPPORTED_MODELS":
+        from evalsuite.models.formats import supported_models
+
+        return supported_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_device(spec: str) -> str:
-    """See :func:`evalsuite.models.device.resolve_device`."""
-    from evalsuite.models.device import resolve_device as _resolve
+    """See :func:`evalsuite.compute.resolve_device`."""
+    from evalsuite.compute import resolve_device as _resolve
 
     return _resolve(spec)
-
-
-def _kind(spec: str) -> str:
-    if spec.startswith("timm:"):
-        if not spec[len("timm:") :]:
-            raise ModelError("timm: needs a model name, e.g. timm:resnet18")
-        return "timm"
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelError(f"no such file or directory: {spec}")
-    if path.is_dir():
-        raise ModelError(f"{spec} is a directory; expected {SUPPORTED_MODELS}")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in TORCHSCRIPT_SUFFIXES:
-        return "torchscript"
-    if suffix == ".pt2":
-        return "torch.export"
-    hint = " (a state dict needs timm:<name> --checkpoint FILE)" if suffix in (".pth", ".bin", ".safetensors", ".ckpt") else ""
-    raise ModelError(f"unsupported model {spec!r} (suffix {suffix or 'none'!r}){hint}; expected {SUPPORTED_MODELS}")
 
 
 def load_model(
@@ -76,24 +83,9 @@ def load_model(
 
 
 def _load(spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> Model:
-    kind = _kind(spec)
-    from evalsuite.models.torch_models import check_checkpoint_use
-
-    check_checkpoint_use(spec, checkpoint)
-    if kind == "onnx":
-        from evalsuite.models.onnx_model import load_onnx
-
-        return load_onnx(Path(spec).expanduser(), device=device, overrides=overrides)
-    from evalsuite.models import torch_models
-
-    torch_device = resolve_device(device)
-    if kind == "torchscript":
-        return torch_models.load_torchscript(Path(spec).expanduser(), device=torch_device, overrides=overrides)
-    if kind == "torch.export":
-        return torch_models.load_exported(Path(spec).expanduser(), device=torch_device, overrides=overrides)
-    return torch_models.load_timm(
-        spec[len("timm:") :], device=torch_device, checkpoint=checkpoint, overrides=overrides
-    )
+    fmt = find_format(spec)
+    check_checkpoint(fmt, spec, checkpoint)
+    return fmt.load(spec, device=device, checkpoint=checkpoint, overrides=overrides)
 
 
 def inspect_model(
@@ -112,33 +104,11 @@ def inspect_model(
     Errors that make the model unusable at all (not ONNX, several inputs...) still raise.
     """
     spec = str(spec)
-    kind = _kind(spec)
-    from evalsuite.models import torch_models
-
-    torch_models.check_checkpoint_use(spec, checkpoint)
-    if kind == "onnx":
-        from evalsuite.models.onnx_model import inspect_onnx
-
-        return inspect_onnx(Path(spec).expanduser(), device=device, overrides=overrides)
-    torch_device = resolve_device(device)
-    if kind == "torchscript":
-        return torch_models.inspect_torch(
-            torch_models.load_torchscript, Path(spec).expanduser(), device=torch_device, overrides=overrides
-        )
-    if kind == "torch.export":
-        return torch_models.inspect_torch(
-            torch_models.load_exported, Path(spec).expanduser(), device=torch_device, overrides=overrides
-        )
-    return torch_models.inspect_torch(
-        torch_models.load_timm, spec[len("timm:") :], device=torch_device, checkpoint=checkpoint, overrides=overrides
-    )
+    fmt = find_format(spec)
+    check_checkpoint(fmt, spec, checkpoint)
+    return fmt.inspect(spec, device=device, checkpoint=checkpoint, overrides=overrides)
 
 
 def list_entries() -> list[tuple[str, str]]:
-    """Model forms evalsuite loads, for ``evalsuite ls models``."""
-    return [
-        ("<file>.onnx", "onnxruntime; CUDA/TensorRT providers when present, else CPU; fixed or dynamic batch"),
-        ("<file>.pt", "TorchScript archive (torch.jit.save)"),
-        ("<file>.pt2", "torch.export program (torch.export.save)"),
-        ("timm:<name>", "timm architecture with --checkpoint weights (.safetensors or a state dict); no downloads"),
-    ]
+    """Model forms evalsuite loads, for ``evalsuite ls models`` (built-ins, then plug-in formats)."""
+    return [(f.label, f.description) for f in formats()]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite.errors import ModelError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -78,6 +80,45 @@ class Model(ABC):
         Needed by white-box attacks. Raises :class:`~evalsuite.errors.ModelError` saying why
         when none can be had.
         """
-        from evalsuite.errors import ModelError
-
         raise ModelError(f"{self.info.format} model {self.info.source} offers no differentiable torch module")
+
+    def checked_torch_module(self, inputs: Any = None, *, tolerance: float, device: str | None = None) -> tuple[Any, Any]:
+        """The differentiable module white-box attacks use, checked against :meth:`predict`.
+
+        Returns ``(module, check)``: ``module`` maps [0, 1] NCHW RGB to logits in eval mode;
+        ``check`` (``None`` when ``inputs`` is ``None``) is ``{used, max_abs_diff, n_checked,
+        tolerance, notes}``, where ``used`` says the module is a converted graph (the ONNX
+        gradient bridge, see :class:`~evalsuite.models.onnx_model.OnnxModel`) rather than the
+        model's own module. Raises :class:`~evalsuite.errors.ModelError` with the reason when no
+        module can be had, or when its logits on ``inputs`` differ from :meth:`predict`'s by more
+        than ``tolerance x max(1, max |logit|)`` (a :class:`ModuleMismatchError` carrying the
+        ``check``). ``device``: where a converted graph is built (the model's own module stays
+        where it is).
+        """
+        try:
+            module = self.torch_module()
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure means "no gradients": callers fall back
+            raise ModelError(f"torch_module() failed ({type(exc).__name__}: {str(exc)[:160]})") from None
+        module = module.eval()
+        if inputs is None:
+            return module, None
+        from evalsuite.models.onnx_bridge import logit_difference
+
+        diff, scale = logit_difference(module, self, inputs)
+        check = {"used": False, "max_abs_diff": diff, "n_checked": int(inputs.shape[0]),
+                 "tolerance": tolerance, "notes": ["model's own torch module"]}
+        if not diff <= tolerance * max(1.0, scale):
+            raise ModuleMismatchError(
+                f"the model's torch module disagrees with its predict() by up to {diff:.3g} on real inputs", check
+            )
+        return module, check
+
+
+class ModuleMismatchError(ModelError):
+    """A differentiable module whose logits disagree with ``predict()``; ``check`` holds the comparison."""
+
+    def __init__(self, message: str, check: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.check = check

@@ -8,13 +8,11 @@ The same JSON object is the format of a sidecar ``<model>.json``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalsuite.results import default_file_mode
+from evalsuite.atomic_io import atomic_path
 
 METADATA_KEY = "evalsuite.preprocessing"
 
@@ -71,17 +69,8 @@ def save_onnx_atomic(model: Any, path: str | Path) -> None:
     """Write an ``onnx.ModelProto`` so that readers never see a half-written file."""
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def export_onnx(
@@ -112,37 +101,31 @@ def export_onnx(
     was_training = module.training
     module = module.eval().cpu()
     dummy = torch.rand(2, 3, int(input_size[0]), int(input_size[1]))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".onnx")
-    os.close(fd)
     try:
-        with torch.no_grad():
+        with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad():
             torch.onnx.export(
                 module,
                 (dummy,),
-                tmp,
+                str(tmp),
                 input_names=["input"],
                 output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 opset_version=opset,
                 dynamo=False,
             )
-        write_metadata(
-            tmp,
-            preprocessing_dict(
-                input_size=input_size,
-                mean=mean,
-                std=std,
-                class_names=class_names,
-                resize=resize,
-                interpolation=interpolation,
-                temperature=temperature,
-                extra=extra,
-            ),
-        )
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
+            write_metadata(
+                tmp,
+                preprocessing_dict(
+                    input_size=input_size,
+                    mean=mean,
+                    std=std,
+                    class_names=class_names,
+                    resize=resize,
+                    interpolation=interpolation,
+                    temperature=temperature,
+                    extra=extra,
+                ),
+            )
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         module.train(was_training)
     return path

@@ -28,6 +28,7 @@ import numpy as np
 
 from evalsuite.errors import ModelError
 from evalsuite.models.base import Model, ModelInfo
+from evalsuite.models.formats import ModelFormat, register_model_format
 from evalsuite.models.metadata import (
     METADATA_KEY,
     file_sha256,
@@ -48,7 +49,7 @@ def _providers_for(device: str) -> tuple[list[Any], str]:
     """(providers to request, torch-side device for inputs) for a ``--device`` spec."""
     import onnxruntime as ort
 
-    from evalsuite.models.device import cuda_index, resolve_device
+    from evalsuite.compute import cuda_index, resolve_device
 
     spec = str(device).strip().lower()
     available = set(ort.get_available_providers())
@@ -245,10 +246,29 @@ class OnnxModel(Model):
         return np.concatenate(parts)
 
     def torch_module(self) -> Any:
-        """A differentiable [0, 1] RGB -> logits module, built by the attacks' ONNX bridge."""
-        from evalsuite.attacks.bridge import bridge_for
+        """A differentiable [0, 1] RGB -> logits module, built by the ONNX gradient bridge."""
+        from evalsuite.models.onnx_bridge import bridge_for
 
         return bridge_for(self)
+
+    def checked_torch_module(self, inputs: Any = None, *, tolerance: float, device: str | None = None) -> tuple[Any, Any]:
+        """The ONNX gradient bridge built on ``device``, checked against onnxruntime on ``inputs``.
+
+        See :meth:`Model.checked_torch_module`; ``check["used"]`` is true (a converted graph, so
+        attacks re-check agreement with ``predict``). The bridge refuses itself (ModelError)
+        above ``tolerance``.
+        """
+        from evalsuite.models.onnx_bridge import bridge_for
+
+        module = bridge_for(self, inputs, tolerance=tolerance, device=device)
+        check = {
+            "used": True,
+            "max_abs_diff": float(module.bridge_max_abs_diff),
+            "n_checked": int(module.bridge_n_checked),
+            "tolerance": tolerance,
+            "notes": list(module.bridge_notes),
+        }
+        return module, check
 
 
 def _load_parts(path: Path, device: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -380,3 +400,20 @@ def inspect_onnx(path: str | Path, *, device: str = "auto", overrides: dict[str,
     except MissingMetadataError as exc:
         return {**exc.found, "info": None, "problems": [str(exc)]}
     return {**model.inspection, "info": model.info.to_dict(), "problems": []}
+
+
+@register_model_format
+class OnnxFormat(ModelFormat):
+    """``*.onnx`` files through onnxruntime."""
+
+    name = "onnx"
+    label = "<file>.onnx"
+    description = "onnxruntime; CUDA/TensorRT providers when present, else CPU; fixed or dynamic batch"
+    expected = "a .onnx file"
+    suffixes = (".onnx",)
+
+    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> OnnxModel:
+        return load_onnx(Path(spec).expanduser(), device=device, overrides=overrides)
+
+    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return inspect_onnx(Path(spec).expanduser(), device=device, overrides=overrides)

@@ -128,6 +128,11 @@ class ProbabilityOutputs(Model):
         """The wrapped model's differentiable module followed by the same clamped log."""
         return _log_module(self.inner.torch_module())
 
+    def checked_torch_module(self, inputs: Any = None, *, tolerance: float, device: str | None = None) -> tuple[Any, Any]:
+        """The wrapped model's kind of module (own module or ONNX bridge), checked against this
+        wrapper's ``predict`` (log-probabilities)."""
+        return type(self.inner).checked_torch_module(self, inputs, tolerance=tolerance, device=device)
+
 
 def apply_declared_kind(model: Model) -> Model:
     """``model`` itself, or wrapped in :class:`ProbabilityOutputs` when it declares probabilities."""

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.errors import ModelError, UsageError
+from evalsuite.errors import ModelError
 from evalsuite.models.base import Model, ModelInfo
+from evalsuite.models.formats import ModelFormat, register_model_format
 from evalsuite.models.metadata import (
     METADATA_KEY,
     MissingMetadataError,
@@ -49,6 +50,8 @@ from evalsuite.models.metadata import (
 )
 
 log = logging.getLogger(__name__)
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
 
 
 class TorchModel(Model):
@@ -487,7 +490,69 @@ def inspect_torch(loader: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return {**model.inspection, "info": model.info.to_dict(), "problems": []}
 
 
-def check_checkpoint_use(spec: str, checkpoint: str | None) -> None:
-    """``--checkpoint`` only means something for ``timm:`` models."""
-    if checkpoint is not None and not spec.startswith("timm:"):
-        raise UsageError(f"--checkpoint applies to timm:<name> models only, not {spec}")
+# ----------------------------------------------------------------------------------------------
+# Formats (the MODEL_FORMATS registry: evalsuite.models.formats)
+# ----------------------------------------------------------------------------------------------
+
+
+def _torch_device(device: str) -> str:
+    from evalsuite.models import resolve_device
+
+    return resolve_device(device)
+
+
+@register_model_format
+class TorchScriptFormat(ModelFormat):
+    """TorchScript archives (``torch.jit.save``)."""
+
+    name = "torchscript"
+    label = "<file>.pt"
+    description = "TorchScript archive (torch.jit.save)"
+    expected = "a TorchScript .pt"
+    suffixes = TORCHSCRIPT_SUFFIXES
+
+    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
+        return load_torchscript(Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return inspect_torch(load_torchscript, Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+
+@register_model_format
+class TorchExportFormat(ModelFormat):
+    """``torch.export`` programs (``torch.export.save``)."""
+
+    name = "torch.export"
+    label = "<file>.pt2"
+    description = "torch.export program (torch.export.save)"
+    expected = "a torch.export .pt2"
+    suffixes = (".pt2",)
+
+    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
+        return load_exported(Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return inspect_torch(load_exported, Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+
+@register_model_format
+class TimmFormat(ModelFormat):
+    """``timm:<name>``: a timm architecture with ``--checkpoint`` weights, never downloaded."""
+
+    name = "timm"
+    label = "timm:<name>"
+    description = "timm architecture with --checkpoint weights (.safetensors or a state dict); no downloads"
+    expected = "timm:<name> --checkpoint FILE"
+    prefix = "timm:"
+    takes_checkpoint = True
+
+    def check_spec(self, spec: str) -> None:
+        if not spec[len(self.prefix) :]:
+            raise ModelError("timm: needs a model name, e.g. timm:resnet18")
+
+    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
+        return load_timm(spec[len(self.prefix) :], device=_torch_device(device), checkpoint=checkpoint, overrides=overrides)
+
+    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return inspect_torch(load_timm, spec[len(self.prefix) :], device=_torch_device(device), checkpoint=checkpoint,
+                             overrides=overrides)

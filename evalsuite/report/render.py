@@ -21,8 +21,8 @@ from typing import Any
 
 from jinja2 import Undefined
 
+from evalsuite.atomic_io import atomic_write_text
 from evalsuite.gates import FAIL, PASS, SKIP, WARN, GateOutcome, verdict
-from evalsuite.results import atomic_write_text
 
 log = logging.getLogger(__name__)
 

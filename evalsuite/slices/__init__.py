@@ -4,10 +4,12 @@
 - :mod:`evalsuite.slices.derived`: image properties from the pixels (brightness, contrast, ...)
 - :mod:`evalsuite.slices.metrics`: group metrics as vectorised reductions (fairlearn MetricFrame semantics)
 - :mod:`evalsuite.slices.bootstrap`: stratified-by-group bootstrap, vectorised over replicates
-- :mod:`evalsuite.slices.intervals`: simultaneous (max-t) intervals for disparities and extremes
+- :mod:`evalsuite.slices.intervals`: simultaneous (max-t) bands for gaps between groups
 - :mod:`evalsuite.slices.audit`: one audit (column x condition) -> metric leaves and report tables
 - :mod:`evalsuite.slices.reference`: the same numbers through fairlearn's MetricFrame (tests, benchmark)
 
+The statistics underneath (percentile/BCa intervals, count resampling, max-t critical values,
+NLL, predictions, confidence bins) are :mod:`evalsuite.stats`'s, shared with the other suites.
 The suite that runs audits inside ``evalsuite run`` is :class:`evalsuite.suites.slices.SliceSuite`.
 This module imports nothing heavy, so ``evalsuite ls slices`` stays fast.
 """
@@ -26,7 +28,7 @@ _METRICS = (
     ("accuracy", "metric per group: share classified correctly"),
     ("error_rate", "metric per group: 1 - accuracy"),
     ("macro_recall", "metric per group: mean recall over classes present (balanced accuracy)"),
-    ("ece", "metric per group: 15-bin expected calibration error of the top-1 confidence"),
+    ("ece", "metric per group: expected calibration error of the top-1 confidence (n_bins, default 15)"),
     ("nll", "metric per group: mean negative log-likelihood of the true class"),
     ("tpr / fpr / selection_rate", "per group and class, one-vs-rest (report tables)"),
     ("equalized_odds_difference", "disparity: max over classes of max(TPR gap, FPR gap) between groups"),

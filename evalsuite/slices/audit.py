@@ -16,18 +16,10 @@ import numpy as np
 
 from evalsuite.errors import DataError, UsageError
 from evalsuite.slices.bootstrap import replicates
-from evalsuite.slices.intervals import (
-    PairBand,
-    absmax_interval,
-    bootstrap_se,
-    critical_value,
-    extreme_interval,
-    max_abs_t,
-    t_factor,
-)
+from evalsuite.slices.intervals import PairBand
 from evalsuite.slices.metrics import (
+    DEFAULT_N_BINS,
     METRICS,
-    N_BINS,
     SUMMARY_DIRECTIONS,
     GroupStats,
     RowStats,
@@ -39,7 +31,19 @@ from evalsuite.slices.metrics import (
     rate_differences,
     summaries,
 )
-from evalsuite.stats import CI_LEVEL, metric
+from evalsuite.stats import (
+    CI_LEVEL,
+    absmax_interval,
+    bca_interval,
+    bootstrap_se,
+    critical_value,
+    extreme_interval,
+    max_abs_t,
+    mean_acceleration,
+    metric,
+    percentiles,
+    t_factor,
+)
 
 DEFAULT_MIN_GROUP_SIZE = 30
 DEFAULT_N_BOOT = 1000
@@ -69,6 +73,7 @@ class GroupAudit:
     n_boot: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    n_bins: int = DEFAULT_N_BINS  # confidence bins of the ECE
 
     @property
     def n_total(self) -> int:
@@ -123,91 +128,6 @@ def _point(stats: GroupStats, eligible: np.ndarray, detail: bool) -> dict[str, n
     return out
 
 
-def _percentiles(reps: np.ndarray, level: float) -> np.ndarray:
-    """Percentile interval along axis 0 ignoring non-finite replicates (NumPy's linear method),
-    vectorised over every other axis (``np.nanquantile`` loops in Python when NaNs are present)."""
-    a = np.where(np.isfinite(reps), reps, np.nan)
-    s = np.sort(a, axis=0)  # NaN sort last
-    cnt = np.sum(~np.isnan(a), axis=0)
-    alpha = (1.0 - level) / 2.0
-    out = np.full((2,) + a.shape[1:], np.nan)
-    valid = cnt > 0
-    top = np.maximum(cnt - 1, 0)
-    for i, q in enumerate((alpha, 1.0 - alpha)):
-        pos = q * top
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, top)
-        frac = pos - lo
-        vlo = np.take_along_axis(s, lo[None, ...], axis=0)[0]
-        vhi = np.take_along_axis(s, hi[None, ...], axis=0)[0]
-        out[i] = np.where(valid, vlo + (vhi - vlo) * frac, np.nan)
-    return out
-
-
-def _quantiles_per_column(reps: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Linear-interpolated quantile ``q[k, j]`` of column ``j`` of ``reps`` (``R x J``) for each row
-    ``k`` of ``q``, ignoring non-finite replicates: ``(K, J)``."""
-    a = np.where(np.isfinite(reps), reps, np.nan)
-    s = np.sort(a, axis=0)
-    cnt = np.sum(~np.isnan(a), axis=0)
-    top = np.maximum(cnt - 1, 0)
-    out = np.full(q.shape, np.nan)
-    for k in range(q.shape[0]):
-        pos = np.clip(q[k], 0.0, 1.0) * top
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, top)
-        vlo = np.take_along_axis(s, lo[None, :], axis=0)[0]
-        vhi = np.take_along_axis(s, hi[None, :], axis=0)[0]
-        out[k] = np.where(cnt > 0, vlo + (vhi - vlo) * (pos - lo), np.nan)
-    return out
-
-
-def bca_interval(reps: np.ndarray, point: np.ndarray, accel: np.ndarray, level: float) -> np.ndarray:
-    """Bias-corrected and accelerated (BCa) bootstrap intervals, one per column: ``(2, J)``.
-
-    ``z0`` is the normal quantile of the share of replicates below the point estimate (ties
-    count half); ``accel`` the acceleration (for a mean: skewness of the sample / 6). The
-    percentile levels ``Phi(z0 + (z0 + z) / (1 - a (z0 + z)))`` replace ``alpha`` and ``1 - alpha``.
-    """
-    from scipy.special import ndtr, ndtri
-
-    reps = np.asarray(reps, dtype=np.float64)
-    ok = np.isfinite(reps)
-    cnt = ok.sum(axis=0)
-    below = (np.where(ok, reps < point, False).sum(axis=0) + 0.5 * np.where(ok, reps == point, False).sum(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.clip(below / np.maximum(cnt, 1), 0.5 / np.maximum(cnt, 1), 1 - 0.5 / np.maximum(cnt, 1))
-    z0 = ndtri(frac)
-    alpha = (1.0 - level) / 2.0
-    q = []
-    for z in (ndtri(alpha), ndtri(1.0 - alpha)):
-        denom = 1.0 - accel * (z0 + z)
-        adj = np.where(denom > 0, z0 + (z0 + z) / np.where(denom > 0, denom, 1.0), np.sign(z) * np.inf)
-        q.append(ndtr(adj))
-    out = _quantiles_per_column(reps, np.array(q))
-    return np.where((cnt > 0) & np.isfinite(point), out, np.nan)
-
-
-def mean_acceleration(values: np.ndarray, codes: np.ndarray, n_groups: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """BCa acceleration of a per-group mean: ``sum(u^3) / (6 (sum(u^2))^1.5)``, ``u = x - mean``
-    (0 where the group has no spread); ``weights`` (0/1) selects the rows that enter the mean.
-    Computed from raw power sums (three ``np.bincount`` calls)."""
-    x = np.asarray(values, dtype=np.float64)
-    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
-    wx = w * x
-    cnt = np.bincount(codes, weights=w, minlength=n_groups)
-    s1 = np.bincount(codes, weights=wx, minlength=n_groups)
-    s2 = np.bincount(codes, weights=wx * x, minlength=n_groups)
-    s3 = np.bincount(codes, weights=wx * x * x, minlength=n_groups)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s1 / cnt
-        m2 = s2 - cnt * mean**2
-        m3 = s3 - 3 * mean * s2 + 2 * cnt * mean**3
-        a = m3 / (6.0 * np.maximum(m2, 0.0) ** 1.5)
-    tiny = m2 <= 1e-12 * np.maximum(s2, 1e-300)  # no spread (up to rounding): no skew correction
-    return np.where(np.isfinite(a) & ~tiny, a, 0.0)
-
-
 def _log(a: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), np.nan)
@@ -242,7 +162,7 @@ def _summary_intervals(
             out["ratio"] = (math.exp(-hi), min(1.0, math.exp(-lo)))
         else:
             rr = summaries(reps, overall, eligible, direction)["ratio"]
-            out["ratio"] = tuple(_percentiles(rr, level))
+            out["ratio"] = tuple(percentiles(rr, level))
     d = v - overall[:, None]
     dh = vh - point_overall
     sd = bootstrap_se(d)
@@ -257,7 +177,7 @@ def _summary_intervals(
         out["ratio_to_overall"] = (math.exp(-hi), min(1.0, math.exp(-lo)))
     else:
         rr = summaries(reps, overall, eligible, direction)["ratio_to_overall"]
-        out["ratio_to_overall"] = tuple(_percentiles(rr, level))
+        out["ratio_to_overall"] = tuple(percentiles(rr, level))
     return out
 
 
@@ -332,6 +252,7 @@ def audit_groups(
     return GroupAudit(
         groups=list(groups), n=n, eligible=eligible, min_group_size=min_group_size, class_names=names,
         est=est, ci=ci, method=used, n_boot=n_boot if ci is not None else 0, seed=seed, notes=notes,
+        n_bins=rows.n_bins,
     )
 
 
@@ -369,9 +290,9 @@ def _bootstrap(
                 vals.setdefault(f"g.{r}", []).append(gm[r])
                 vals.setdefault(f"o.{r}", []).append(om[r][:, 0])
     reps = {k: np.concatenate(v, axis=0) for k, v in vals.items()}
-    ci = {k: _percentiles(v, level) for k, v in reps.items()}
+    ci = {k: percentiles(v, level) for k, v in reps.items()}
     # group means of per-sample values (accuracy, error rate, NLL): BCa intervals
-    finite = (rows.bin < N_BINS).astype(np.float64)
+    finite = rows.finite.astype(np.float64)
     acc_a = mean_acceleration(rows.correct, codes, g)
     nll_a = mean_acceleration(rows.nll, codes, g, weights=finite)
     for name, accel in (("accuracy", acc_a), ("error_rate", -acc_a), ("nll", nll_a)):

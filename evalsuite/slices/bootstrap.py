@@ -9,9 +9,9 @@ of the groups it compares. Intervals are 95% percentile intervals over replicate
 Two exact-in-law ways to draw a replicate, chosen by cost (``method="auto"``):
 
 ``rows``
-    draws each resampled row's index (``floor(u * n_g)`` within its group) and reduces with
-    ``np.bincount`` over ``replicate x group x class`` codes, a chunk of replicates at a time.
-    Cost grows with ``n_rows x n_boot``.
+    draws how often each row of a group is resampled (:func:`evalsuite.stats.resample_counts`:
+    uniform row indices within the group, tallied) and maps the counts to statistics, a chunk
+    of replicates at a time. Cost grows with ``n_rows x n_boot``.
 ``counts``
     groups rows into *cells* of identical discrete facts (true class, predicted class,
     confidence bin) and draws the cell counts of each group from a multinomial
@@ -32,7 +32,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from evalsuite.slices.metrics import N_BINS, GroupStats, RowStats
+from evalsuite.slices.metrics import GroupStats, RowStats
+from evalsuite.stats import resample_counts
 
 ROWS_BUDGET = 20_000_000  # n_rows x n_boot below which the row bootstrap is always used
 STATS_ELEMENTS = 4_000_000  # replicate x group x class cells per chunk of the count bootstrap
@@ -47,6 +48,7 @@ def unit_table(rows: RowStats, codes: np.ndarray, collapse: bool) -> dict[str, n
     form one *cell* with its row count and the mean/variance of confidence and NLL inside.
     """
     c = rows.n_classes
+    b1 = rows.n_bins + 1
     codes = np.asarray(codes, dtype=np.int64)
     pcode = np.where(rows.pred >= 0, rows.pred, c)
     if not collapse:
@@ -57,8 +59,8 @@ def unit_table(rows: RowStats, codes: np.ndarray, collapse: bool) -> dict[str, n
             "count": np.ones(n, dtype=np.int64), "conf_mean": rows.conf[order], "conf_var": np.zeros(n),
             "nll_mean": rows.nll[order], "nll_var": np.zeros(n),
         }
-    n_cell = c * (c + 1) * (N_BINS + 1)
-    key = codes * n_cell + (rows.y * (c + 1) + pcode) * (N_BINS + 1) + rows.bin
+    n_cell = c * (c + 1) * b1
+    key = codes * n_cell + (rows.y * (c + 1) + pcode) * b1 + rows.bin
     space = (int(codes.max(initial=0)) + 1) * n_cell
     if space <= max(4 * len(key), 1_000_000):  # small key space: count densely, no sort
         dense = np.bincount(key, minlength=space)
@@ -78,9 +80,9 @@ def unit_table(rows: RowStats, codes: np.ndarray, collapse: bool) -> dict[str, n
     rest = uniq % n_cell
     return {
         "group": uniq // n_cell,
-        "y": rest // ((c + 1) * (N_BINS + 1)),
-        "pred": (rest // (N_BINS + 1)) % (c + 1),
-        "bin": rest % (N_BINS + 1),
+        "y": rest // ((c + 1) * b1),
+        "pred": (rest // b1) % (c + 1),
+        "bin": rest % b1,
         "count": counts,
         "conf_mean": conf_mean,
         "conf_var": np.maximum(conf_var, 0.0),
@@ -96,9 +98,9 @@ def choose_method(n_rows: int, n_boot: int, n_cells: int | None) -> str:
     return "counts" if n_cells * 8 <= n_rows else "rows"
 
 
-def _layout(c: int, with_var: bool) -> tuple[dict[str, slice], int]:
+def _layout(c: int, n_bins: int, with_var: bool) -> tuple[dict[str, slice], int]:
     """Column layout of the design matrix: statistic name -> column slice, and its width."""
-    b1 = N_BINS + 1
+    b1 = n_bins + 1
     layout = {}
     off = 0
     names = [("pos", c), ("tp", c), ("predc", c + 1), ("bin_n", b1), ("bin_correct", b1), ("conf_mean", b1),
@@ -111,12 +113,12 @@ def _layout(c: int, with_var: bool) -> tuple[dict[str, slice], int]:
     return layout, off
 
 
-def _design(units: dict[str, np.ndarray], sel: slice | np.ndarray, c: int, with_var: bool) -> object:
+def _design(units: dict[str, np.ndarray], sel: slice | np.ndarray, c: int, n_bins: int, with_var: bool) -> object:
     """Sparse ``D x K`` matrix mapping a group's unit counts to its statistics (CSR).
 
     Each unit touches at most nine statistics, so the sparse product costs ``9 x K`` per
     replicate instead of ``D x K`` for a dense one."""
-    layout, width = _layout(c, with_var)
+    layout, width = _layout(c, n_bins, with_var)
     y, p, b = units["y"][sel], units["pred"][sel], units["bin"][sel]
     correct = (p == y).astype(np.float64)
     k = len(y)
@@ -142,18 +144,20 @@ def _apply(m: np.ndarray, wt: object) -> np.ndarray:
 
 
 def replicate_units(
-    units: dict[str, np.ndarray], n_classes: int, n_groups: int, n_boot: int, rng: np.random.Generator, collapsed: bool
+    units: dict[str, np.ndarray], n_classes: int, n_groups: int, n_boot: int, rng: np.random.Generator, collapsed: bool,
+    n_bins: int,
 ) -> Iterator[GroupStats]:
-    """Chunks of ``(R, G, ...)`` replicate statistics.
+    """Chunks of ``(R, G, ...)`` replicate statistics (``n_bins`` confidence bins).
 
-    Per group and replicate, the resampled count of every unit is drawn -- uniform row indices
-    tallied with ``np.bincount`` for rows, a multinomial over cells for collapsed cells -- and
+    Per group and replicate, the resampled count of every unit is drawn -- row draw counts of
+    :func:`evalsuite.stats.resample_counts` for rows, a multinomial over cells for collapsed cells -- and
     mapped to statistics by one matrix product with the group's design matrix. For cells, the
     confidence and NLL sums get their within-cell resampling noise (normal, exact mean and
     variance given the counts).
     """
     c = n_classes
-    layout, _ = _layout(c, collapsed)
+    nb = n_bins
+    layout, _ = _layout(c, nb, collapsed)
     groups = units["group"]
     bounds = np.searchsorted(groups, np.arange(n_groups + 1)) if not collapsed else None
     designs = []
@@ -161,18 +165,18 @@ def replicate_units(
         sel = slice(bounds[g], bounds[g + 1]) if bounds is not None else np.flatnonzero(groups == g)
         counts = units["count"][sel].astype(np.float64)
         total = counts.sum()
-        designs.append((int(total), counts / total if total else counts, _design(units, sel, c, collapsed)))
+        designs.append((int(total), counts / total if total else counts, _design(units, sel, c, nb, collapsed)))
     biggest = max((len(d[1]) for d in designs), default=1)
-    per_rep = max(biggest if not collapsed else 1, n_groups * (3 * c + 4 * N_BINS))
+    per_rep = max(biggest if not collapsed else 1, n_groups * (3 * c + 4 * nb))
     chunk = max(1, min(n_boot, STATS_ELEMENTS // max(1, per_rep)))
     for r0 in range(0, n_boot, chunk):
         r = min(chunk, n_boot - r0)
         pos = np.zeros((r, n_groups, c))
         tp = np.zeros((r, n_groups, c))
         predc = np.zeros((r, n_groups, c))
-        bin_n = np.zeros((r, n_groups, N_BINS))
-        bin_correct = np.zeros((r, n_groups, N_BINS))
-        bin_conf = np.zeros((r, n_groups, N_BINS))
+        bin_n = np.zeros((r, n_groups, nb))
+        bin_correct = np.zeros((r, n_groups, nb))
+        bin_conf = np.zeros((r, n_groups, nb))
         nll = np.zeros((r, n_groups))
         for g, (n_g, pvals, w) in enumerate(designs):
             if n_g == 0:
@@ -180,20 +184,18 @@ def replicate_units(
             if collapsed:
                 m = rng.multinomial(n_g, pvals, size=r).astype(np.float64)
             else:
-                idx = rng.integers(0, n_g, size=(r, n_g))
-                flat = (np.arange(r, dtype=np.int64)[:, None] * n_g + idx).ravel()
-                m = np.bincount(flat, minlength=r * n_g).reshape(r, n_g).astype(np.float64)
+                m = resample_counts(rng, n_g, r)
             out = _apply(m, w)
             pos[:, g] = out[:, layout["pos"]]
             tp[:, g] = out[:, layout["tp"]]
             predc[:, g] = out[:, layout["predc"]][:, :c]
-            bn = out[:, layout["bin_n"]][:, :N_BINS]
+            bn = out[:, layout["bin_n"]][:, :nb]
             bin_n[:, g] = bn
-            bin_correct[:, g] = out[:, layout["bin_correct"]][:, :N_BINS]
-            cm = out[:, layout["conf_mean"]][:, :N_BINS]
+            bin_correct[:, g] = out[:, layout["bin_correct"]][:, :nb]
+            cm = out[:, layout["conf_mean"]][:, :nb]
             nm = out[:, layout["nll_mean"]][:, 0]
             if collapsed:
-                cv = out[:, layout["conf_var"]][:, :N_BINS]
+                cv = out[:, layout["conf_var"]][:, :nb]
                 nv = out[:, layout["nll_var"]][:, 0]
                 cm = np.clip(cm + np.sqrt(cv) * rng.standard_normal(cm.shape), 0.0, bn)
                 nm = np.maximum(nm + np.sqrt(nv) * rng.standard_normal(r), 0.0)
@@ -219,36 +221,9 @@ def replicates(
             cells = unit_table(rows, codes, collapse=True)
             method = choose_method(n, n_boot, len(cells["count"]))
     if method == "rows":
-        return method, replicate_units(unit_table(rows, codes, collapse=False), c, n_groups, n_boot, rng, False)
+        return method, replicate_units(unit_table(rows, codes, collapse=False), c, n_groups, n_boot, rng, False,
+                                       rows.n_bins)
     if cells is None:
         cells = unit_table(rows, codes, collapse=True)
-    return method, replicate_units(cells, c, n_groups, n_boot, rng, True)
+    return method, replicate_units(cells, c, n_groups, n_boot, rng, True, rows.n_bins)
 
-
-def group_mean_ci(
-    values: np.ndarray, codes: np.ndarray, n_groups: int, n_boot: int, seed: int, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group means of a *discrete* per-row value and their stratified bootstrap CIs.
-
-    Resampling rows within a group makes the counts of each distinct value multinomial, so
-    this draws counts instead of rows (exact, cost independent of the number of rows). Returns
-    ``(means (G,), ci (G, 2))``; empty groups give ``NaN``.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    codes = np.asarray(codes, dtype=np.int64)
-    levels, inv = np.unique(values, return_inverse=True)
-    inv = inv.ravel()
-    counts = np.bincount(codes * len(levels) + inv, minlength=n_groups * len(levels)).reshape(n_groups, len(levels))
-    sizes = counts.sum(axis=1)
-    means = np.full(n_groups, np.nan)
-    ci = np.full((n_groups, 2), np.nan)
-    rng = np.random.default_rng(seed)
-    alpha = (1.0 - level) / 2.0
-    for g in range(n_groups):
-        if sizes[g] == 0:
-            continue
-        means[g] = counts[g] @ levels / sizes[g]
-        m = rng.multinomial(sizes[g], counts[g] / sizes[g], size=n_boot)
-        reps = m @ levels / sizes[g]
-        ci[g] = np.quantile(reps, [alpha, 1.0 - alpha])
-    return means, ci

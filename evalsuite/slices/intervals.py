@@ -13,7 +13,7 @@ equalized odds and demographic parity) from *simultaneous* intervals of its comp
    groups: ``sqrt(se_i^2 + se_j^2)``, exact because groups are resampled independently);
 3. the critical value ``c`` is the 95% quantile over replicates of
    ``max_k |theta*_k - theta_hat_k| / se_k`` (the max-t statistic), widened by the t/z quantile
-   ratio of the smallest group (:func:`t_factor`), so all components lie in
+   ratio of the smallest group (:func:`evalsuite.stats.t_factor`), so all components lie in
    ``theta_hat_k +- c se_k`` together with ~95% probability;
 4. the extreme then lies in the interval spanned by the same extreme of the lower and of the
    upper component bounds (``max |d|`` uses ``max(0, max(|d_hat| - c se))`` and
@@ -22,6 +22,10 @@ equalized odds and demographic parity) from *simultaneous* intervals of its comp
 Step 4 is a deterministic consequence of step 3, so the interval covers the true extreme
 whenever the component band covers all components -- including when the true gap is 0. It is
 conservative (wider than needed) when one pair of groups is far apart from the rest.
+
+The generic max-t pieces (critical value, t/z widening, max-t statistic, bootstrap standard
+error, intervals of an extreme from a band) live in :mod:`evalsuite.stats.simultaneous`; this
+module keeps the slice-specific band over pairwise group gaps (:class:`PairBand`).
 """
 
 from __future__ import annotations
@@ -30,91 +34,7 @@ import math
 
 import numpy as np
 
-
-def critical_value(t: np.ndarray, level: float) -> np.ndarray | float:
-    """The ``level`` quantile over replicates (axis 0) of max-t statistics.
-
-    NumPy's ``higher`` quantile (no interpolation, so ``inf`` stays ``inf``); ``NaN`` replicates
-    are ignored and a column without any gives 0. Scalar for 1-D input, else one per column.
-    """
-    t = np.asarray(t, dtype=np.float64)
-    s = np.sort(t, axis=0)  # NaN last
-    cnt = np.sum(~np.isnan(t), axis=0)
-    idx = np.ceil(level * np.maximum(cnt - 1, 0)).astype(np.int64)
-    v = np.take_along_axis(s, np.asarray(idx)[None, ...], axis=0)[0]
-    out = np.where(cnt > 0, v, 0.0)
-    return float(out) if t.ndim == 1 else out
-
-
-def t_factor(n_min: int, level: float) -> float:
-    """Small-sample widening of a critical value: ``t_{level, n_min - 1} / z_{level}`` (two-sided).
-
-    The band treats the bootstrap standard errors as known; like a z interval next to a t
-    interval, that makes it a little too narrow for small groups. Scaling the critical value by
-    the t/z quantile ratio of the smallest group compensates (1.04 at 30 samples, 1.003 at 300).
-    """
-    from scipy.stats import norm, t
-
-    if n_min < 2:
-        return 1.0
-    q = 1.0 - (1.0 - level) / 2.0
-    return float(t.ppf(q, n_min - 1) / norm.ppf(q))
-
-
-def pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index arrays ``(i, j)`` of all unordered pairs ``i < j`` of ``n`` items."""
-    i, j = np.triu_indices(n, k=1)
-    return i, j
-
-
-def max_abs_t(errors: np.ndarray, se: np.ndarray, axis: int = 1) -> np.ndarray:
-    """``max_k |errors_k| / se_k`` along ``axis`` over components with ``se_k > 0``.
-
-    Components with ``se_k == 0`` never vary and are skipped; ``NaN`` errors are skipped; an
-    infinite error gives ``inf``. All components skipped: ``NaN``.
-    """
-    if errors.shape[axis] == 0:
-        return np.full(np.delete(np.array(errors.shape), axis), np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(errors) / np.where(se > 0, se, np.nan)
-    ratio = np.where(se > 0, ratio, np.nan)
-    filled = np.where(np.isnan(ratio), -np.inf, ratio)
-    out = filled.max(axis=axis)
-    return np.where(np.isneginf(out), np.nan, out)
-
-
-def bootstrap_se(reps: np.ndarray) -> np.ndarray:
-    """Standard deviation over replicates (axis 0), ignoring non-finite replicates (0 when < 2)."""
-    ok = np.isfinite(reps)
-    cnt = ok.sum(axis=0)
-    x = np.where(ok, reps, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = x.sum(axis=0) / cnt
-        var = (np.where(ok, reps - mean, 0.0) ** 2).sum(axis=0) / cnt
-    return np.where(cnt >= 2, np.sqrt(np.maximum(var, 0.0)), 0.0)
-
-
-def _finite_ext(a: np.ndarray, largest: bool) -> float:
-    a = a[~np.isnan(a)]
-    if a.size == 0:
-        return math.nan
-    return float(a.max() if largest else a.min())
-
-
-def extreme_interval(point: np.ndarray, se: np.ndarray, c: float, largest: bool) -> tuple[float, float]:
-    """Interval of ``max_k theta_k`` (``largest``) or ``min_k theta_k`` from the band ``point +- c se``."""
-    lo = point - c * se
-    hi = point + c * se
-    return _finite_ext(lo, largest), _finite_ext(hi, largest)
-
-
-def absmax_interval(point: np.ndarray, se: np.ndarray, c: float) -> tuple[float, float]:
-    """Interval of ``max_k |theta_k|`` from the band ``point +- c se`` (lower end at least 0)."""
-    a = np.abs(point)
-    lo = _finite_ext(a - c * se, True)
-    hi = _finite_ext(a + c * se, True)
-    return (max(0.0, lo) if math.isfinite(lo) else lo), hi
-
+from evalsuite.stats import absmax_interval, max_abs_t, pair_index
 
 PAIR_LIMIT = 2000  # pairwise components (pairs x classes) above which the group-wise band is used
 
@@ -144,7 +64,7 @@ class PairBand:
       groups; the band is somewhat wider.
 
     Feed replicate arrays to :meth:`t` for the max-t statistic per replicate (per class with
-    ``per_class=True``), take its 95% quantile ``c`` (:func:`critical_value`) and call
+    ``per_class=True``), take its 95% quantile ``c`` (:func:`evalsuite.stats.critical_value`) and call
     :meth:`interval`.
     """
 

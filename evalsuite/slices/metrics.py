@@ -15,9 +15,12 @@ functions (checked equal in the tests, and in ``evalsuite.slices.reference``):
 ``tpr[k]``          recall of class ``k`` one-vs-rest (``fairlearn.metrics.true_positive_rate``)
 ``fpr[k]``          false-positive rate of class ``k`` one-vs-rest
 ``selection[k]``    share of the group predicted as ``k`` (``fairlearn.metrics.selection_rate``)
-``ece``             15-bin equal-width expected calibration error on the top-1 confidence
-                    (bin = ``floor(conf * 15)``, top bin closed at 1.0), as netcal's ``ECE(15)``
-``nll``             mean negative log-likelihood of the true class (``sklearn.metrics.log_loss``)
+``ece``             equal-width expected calibration error on the top-1 confidence with
+                    ``n_bins`` bins (default 15; :func:`evalsuite.stats.width_bins`: NumPy
+                    histogram bins on ``linspace(0, 1, n_bins + 1)``, top bin closed at 1.0,
+                    for 15 bins the same as ``floor(conf * 15)``), as netcal's ``ECE(n_bins)``
+``nll``             mean negative log-likelihood of the true class (``sklearn.metrics.log_loss``;
+                    from logits: :func:`evalsuite.stats.per_sample_nll`)
 ==================  =====================================================================
 
 Summaries over the *eligible* groups (``n >= min_group_size``) follow
@@ -34,8 +37,9 @@ class ``k`` has an *undefined* TPR for ``k`` (fairlearn reports 0), and a group 
 are all of class ``k`` has an undefined FPR. Undefined rates are ``NaN`` here and are left
 out of differences, so a class that is simply absent from a group cannot pose as a disparity.
 
-Rows whose logits are not all finite count as errors (they predict no class, as in the clean
-suite) and are left out of ECE and NLL, whose denominators are the finite rows.
+Rows whose logits are not all finite count as errors (they predict no class, as
+:func:`evalsuite.stats.predicted_labels`) and are left out of ECE and NLL, whose denominators
+are the finite rows.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalsuite.errors import DataError
+from evalsuite.errors import DataError, UsageError
+from evalsuite.stats import ece_from_sums, per_sample_nll, predicted_labels, width_bins
 
-N_BINS = 15
+DEFAULT_N_BINS = 15  # confidence bins of the ECE unless the suite is told otherwise
 METRICS: dict[str, str] = {
     "accuracy": "higher",
     "error_rate": "lower",
@@ -58,7 +63,8 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "accuracy": "share of samples classified correctly",
     "error_rate": "share of samples misclassified (1 - accuracy)",
     "macro_recall": "recall averaged over the classes present in the group (balanced accuracy)",
-    "ece": "15-bin expected calibration error of the top-1 confidence",
+    "ece": "expected calibration error of the top-1 confidence over n_bins equal-width bins (default 15, or the "
+           "calibration suite's n_bins when it runs too)",
     "nll": "mean negative log-likelihood of the true class",
     "tpr": "per-class recall (true-positive rate), one-vs-rest",
     "fpr": "per-class false-positive rate, one-vs-rest",
@@ -78,8 +84,9 @@ SUMMARY_DIRECTIONS: dict[str, str | None] = {
 class RowStats:
     """Per-row facts every slice metric needs, computed once per condition.
 
-    ``pred`` is -1 and ``bin`` is ``N_BINS`` for rows with non-finite logits; ``conf`` and
-    ``nll`` are 0 there (they are excluded through ``bin``).
+    ``bin`` is the equal-width confidence bin (``0 .. n_bins - 1``). ``pred`` is -1 and ``bin``
+    is ``n_bins`` for rows with non-finite logits; ``conf`` and ``nll`` are 0 there (they are
+    excluded through ``bin``).
     """
 
     y: np.ndarray
@@ -88,6 +95,7 @@ class RowStats:
     nll: np.ndarray
     bin: np.ndarray
     n_classes: int
+    n_bins: int = DEFAULT_N_BINS
 
     def __len__(self) -> int:
         return len(self.y)
@@ -96,8 +104,14 @@ class RowStats:
     def correct(self) -> np.ndarray:
         return (self.pred == self.y).astype(np.float64)
 
+    @property
+    def finite(self) -> np.ndarray:
+        """Per-row flag: the row's logits (probabilities) are all finite, so it has a confidence bin."""
+        return self.bin < self.n_bins
+
     def take(self, index: np.ndarray) -> RowStats:
-        return RowStats(self.y[index], self.pred[index], self.conf[index], self.nll[index], self.bin[index], self.n_classes)
+        return RowStats(self.y[index], self.pred[index], self.conf[index], self.nll[index], self.bin[index],
+                        self.n_classes, self.n_bins)
 
     @staticmethod
     def _check_labels(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
@@ -110,24 +124,24 @@ class RowStats:
         return y
 
     @classmethod
-    def from_logits(cls, labels: np.ndarray, logits: np.ndarray) -> RowStats:
-        """From raw logits: exact log-sum-exp NLL; confidence as in a float64 softmax."""
+    def from_logits(cls, labels: np.ndarray, logits: np.ndarray, n_bins: int = DEFAULT_N_BINS) -> RowStats:
+        """From raw logits: the prediction of :func:`evalsuite.stats.predicted_labels`, the exact
+        NLL of :func:`evalsuite.stats.per_sample_nll`, the confidence as in a float64 softmax."""
         z = np.asarray(logits, dtype=np.float64)
         if z.ndim != 2:
             raise DataError(f"logits must be N x C, got shape {z.shape}")
         n, c = z.shape
         y = cls._check_labels(labels, n, c)
-        finite = np.all(np.isfinite(z), axis=1)
+        pred = predicted_labels(z)  # -1 on rows with a non-finite logit
+        finite = pred >= 0
         zf = np.where(finite[:, None], z, 0.0)
-        pred = np.argmax(zf, axis=1)
-        m = zf[np.arange(n), pred]
-        s = np.exp(zf - m[:, None]).sum(axis=1)
-        conf = 1.0 / s  # == softmax(z).max(): the max term is exp(0) = 1 exactly
-        nll = m + np.log(s) - zf[np.arange(n), y]
-        return cls._finish(y, pred, conf, nll, finite, c)
+        m = zf[np.arange(n), pred]  # the row maximum (row of zeros where not finite)
+        conf = 1.0 / np.exp(zf - m[:, None]).sum(axis=1)  # == softmax(z).max(): the max term is exp(0) = 1
+        nll = per_sample_nll(zf, y)
+        return cls._finish(y, pred, conf, nll, finite, c, n_bins)
 
     @classmethod
-    def from_probs(cls, labels: np.ndarray, probs: np.ndarray) -> RowStats:
+    def from_probs(cls, labels: np.ndarray, probs: np.ndarray, n_bins: int = DEFAULT_N_BINS) -> RowStats:
         """From probabilities (rows summing to 1); NLL clips the true-class probability at the
         smallest positive float64 so a zero probability gives a large finite loss."""
         p = np.asarray(probs, dtype=np.float64)
@@ -140,18 +154,22 @@ class RowStats:
         pred = np.argmax(pf, axis=1)
         conf = pf[np.arange(n), pred]
         nll = -np.log(np.maximum(pf[np.arange(n), y], np.finfo(np.float64).tiny))
-        return cls._finish(y, pred, conf, nll, finite, c)
+        return cls._finish(y, pred, conf, nll, finite, c, n_bins)
 
     @classmethod
-    def _finish(cls, y, pred, conf, nll, finite, c) -> RowStats:
-        b = np.minimum(np.floor(conf * N_BINS).astype(np.int64), N_BINS - 1)
+    def _finish(cls, y, pred, conf, nll, finite, c, n_bins) -> RowStats:
+        n_bins = int(n_bins)
+        if n_bins < 1:
+            raise UsageError(f"n_bins must be at least 1, got {n_bins}")
+        conf = np.where(finite, conf, 0.0)
         return cls(
             y=y,
             pred=np.where(finite, pred, -1).astype(np.int64),
-            conf=np.where(finite, conf, 0.0),
+            conf=conf,
             nll=np.where(finite, nll, 0.0),
-            bin=np.where(finite, b, N_BINS).astype(np.int64),
+            bin=np.where(finite, width_bins(conf, n_bins), n_bins).astype(np.int64),
             n_classes=int(c),
+            n_bins=n_bins,
         )
 
 
@@ -183,17 +201,18 @@ def bincount_stats(gkey: np.ndarray, rows: RowStats, n_cells: int) -> GroupStats
     ``n_cells`` is ``R * G``; the result is shaped ``(n_cells, ...)`` (callers reshape).
     """
     c = rows.n_classes
+    nb = rows.n_bins
     correct = rows.correct
     ky = gkey * c + rows.y
     pos = np.bincount(ky, minlength=n_cells * c).reshape(n_cells, c)
     tp = np.bincount(ky, weights=correct, minlength=n_cells * c).reshape(n_cells, c)
     pcode = np.where(rows.pred >= 0, rows.pred, c)
     predc = np.bincount(gkey * (c + 1) + pcode, minlength=n_cells * (c + 1)).reshape(n_cells, c + 1)[:, :c]
-    kb = gkey * (N_BINS + 1) + rows.bin
-    shape = (n_cells, N_BINS + 1)
-    bin_n = np.bincount(kb, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
-    bin_correct = np.bincount(kb, weights=correct, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
-    bin_conf = np.bincount(kb, weights=rows.conf, minlength=n_cells * (N_BINS + 1)).reshape(shape)[:, :N_BINS]
+    kb = gkey * (nb + 1) + rows.bin
+    shape = (n_cells, nb + 1)
+    bin_n = np.bincount(kb, minlength=n_cells * (nb + 1)).reshape(shape)[:, :nb]
+    bin_correct = np.bincount(kb, weights=correct, minlength=n_cells * (nb + 1)).reshape(shape)[:, :nb]
+    bin_conf = np.bincount(kb, weights=rows.conf, minlength=n_cells * (nb + 1)).reshape(shape)[:, :nb]
     nll = np.bincount(gkey, weights=rows.nll, minlength=n_cells)
     return GroupStats(pos.astype(np.float64), tp, predc.astype(np.float64), bin_n.astype(np.float64), bin_correct, bin_conf, nll)
 
@@ -229,7 +248,7 @@ def metrics_from_stats(s: GroupStats) -> dict[str, np.ndarray]:
     present = s.pos > 0
     macro = _div(np.where(present, tpr, 0.0).sum(axis=-1), present.sum(axis=-1).astype(np.float64))
     nf = s.bin_n.sum(axis=-1)
-    ece = _div(np.abs(s.bin_correct - s.bin_conf).sum(axis=-1), nf)
+    ece = ece_from_sums(s.bin_n, s.bin_conf, s.bin_correct)
     return {
         "n": n,
         "accuracy": acc,

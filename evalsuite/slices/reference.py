@@ -15,21 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.slices.metrics import N_BINS
+from evalsuite.slices.metrics import DEFAULT_N_BINS
 
 
-def textbook_ece(y_true: np.ndarray, y_pred: np.ndarray, conf: np.ndarray, n_bins: int = N_BINS) -> float:
-    """Equal-width ECE on the top-1 confidence ``conf``: bin = floor(conf * n_bins), top bin closed at 1.
+def textbook_ece(y_true: np.ndarray, y_pred: np.ndarray, conf: np.ndarray, n_bins: int = DEFAULT_N_BINS) -> float:
+    """Equal-width ECE on the top-1 confidence ``conf``: bin ``b`` holds ``edge_b <= conf < edge_{b+1}``
+    for the edges ``np.linspace(0, 1, n_bins + 1)``, the top bin closed at 1 (netcal's bins; for
+    15 bins the same as ``floor(conf * 15)``).
 
     Written as a per-bin loop (the textbook formula) on purpose: it is the reference the
     vectorised implementation is checked against.
     """
     conf = np.asarray(conf, dtype=np.float64)
     correct = (np.asarray(y_pred) == np.asarray(y_true)).astype(np.float64)
-    bins = np.minimum(np.floor(conf * n_bins).astype(np.int64), n_bins - 1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
     total = 0.0
     for b in range(n_bins):
-        m = bins == b
+        m = (conf >= edges[b]) & ((conf < edges[b + 1]) if b < n_bins - 1 else (conf <= edges[b + 1]))
         if m.any():
             total += abs(correct[m].sum() - conf[m].sum())
     return total / len(conf)
@@ -52,8 +54,9 @@ def _one_vs_rest(fn: Callable[..., float], k: int, y_true: np.ndarray, y_pred: n
     return float(fn(np.asarray(y_true) == k, np.asarray(y_pred) == k, pos_label=True))
 
 
-def metric_functions(n_classes: int, per_class: bool = True) -> dict[str, Callable[..., float]]:
-    """Name -> metric callable ``(y_true, y_pred[, conf | p_true])`` with the slice audit's semantics."""
+def metric_functions(n_classes: int, per_class: bool = True, n_bins: int = DEFAULT_N_BINS) -> dict[str, Callable[..., float]]:
+    """Name -> metric callable ``(y_true, y_pred[, conf | p_true])`` with the slice audit's semantics
+    (``n_bins`` confidence bins for the ECE)."""
     from fairlearn.metrics import count, false_positive_rate, selection_rate, true_positive_rate
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
@@ -62,7 +65,7 @@ def metric_functions(n_classes: int, per_class: bool = True) -> dict[str, Callab
         "accuracy": accuracy_score,
         "error_rate": _error_rate,
         "macro_recall": balanced_accuracy_score,
-        "ece": textbook_ece,
+        "ece": partial(textbook_ece, n_bins=n_bins),
         "nll": mean_nll,
     }
     if per_class:
@@ -74,14 +77,15 @@ def metric_functions(n_classes: int, per_class: bool = True) -> dict[str, Callab
 
 
 def metric_frame(
-    y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, per_class: bool = True, metrics: list[str] | None = None
+    y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray, per_class: bool = True, metrics: list[str] | None = None,
+    n_bins: int = DEFAULT_N_BINS,
 ) -> Any:
     """A MetricFrame of the slice metrics for ``groups`` (one group label per row)."""
     from fairlearn.metrics import MetricFrame
 
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true)
-    fns = metric_functions(probs.shape[1], per_class)
+    fns = metric_functions(probs.shape[1], per_class, n_bins)
     if metrics is not None:
         fns = {k: fns[k] for k in metrics}
     pred = np.argmax(probs, axis=1)
@@ -99,21 +103,6 @@ def metric_frame(
     )
 
 
-def fairlearn_disparities(y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
-    """Equalized-odds and demographic-parity differences per class, one-vs-rest, by fairlearn."""
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-
-    y_true = np.asarray(y_true)
-    pred = np.argmax(probs, axis=1)
-    eod = []
-    dp = []
-    for k in range(np.asarray(probs).shape[1]):
-        yt, yp = y_true == k, pred == k
-        eod.append(float(equalized_odds_difference(yt, yp, sensitive_features=groups)))
-        dp.append(float(demographic_parity_difference(yt, yp, sensitive_features=groups)))
-    return {"eod.class": np.array(eod), "eod": float(np.nanmax(eod)), "dp.class": np.array(dp), "dp": float(np.nanmax(dp))}
-
-
 def compare_with_metricframe(audit: Any, y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Largest absolute difference between an audit's point estimates and MetricFrame's.
 
@@ -126,7 +115,7 @@ def compare_with_metricframe(audit: Any, y_true: np.ndarray, probs: np.ndarray, 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns when a group lacks some predicted class
-        mf = metric_frame(y_true, probs, groups)
+        mf = metric_frame(y_true, probs, groups, n_bins=getattr(audit, "n_bins", DEFAULT_N_BINS))
     by = mf.by_group
     names = list(audit.groups)
     worst = ("", 0.0)

@@ -1,10 +1,30 @@
-"""Suite registry: every suite ``evalsuite run`` can run, imported only when chosen."""
+"""Suite registry: every suite ``evalsuite run`` can run, imported only when chosen.
+
+Third-party suites register through the ``evalsuite.suites`` entry-point group as
+``<suite name> = package.module:SuiteClass``; like the built-ins they are imported only when a
+suite file names them, and must be :class:`~evalsuite.suites.base.Suite` subclasses whose
+``name`` is the entry point's name.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from evalsuite.registry import Registry
 
-SUITES = Registry("suite")
+ENTRY_POINT_GROUP = "evalsuite.suites"
+
+
+def _check_plugin(name: str, obj: Any) -> None:
+    from evalsuite.suites.base import Suite
+
+    if not (isinstance(obj, type) and issubclass(obj, Suite)):
+        raise TypeError(f"{obj!r} is not a Suite subclass (evalsuite.suites.base.Suite)")
+    if getattr(obj, "name", None) != name:
+        raise ValueError(f"{obj.__name__}.name is {getattr(obj, 'name', None)!r}, not the entry point's name {name!r}")
+
+
+SUITES = Registry("suite", group=ENTRY_POINT_GROUP, lazy_plugins=True, check=_check_plugin)
 SUITES.register("clean", "evalsuite.suites.clean:CleanSuite", "accuracy, top-5, per-class P/R/F1, NLL, confusion, gallery")
 SUITES.register("adversarial", "evalsuite.suites.adversarial:AdversarialSuite", "robust accuracy under L-inf/L2 attacks, ONNX gradient bridge, gradient-masking checks")
 SUITES.register("corruption", "evalsuite.suites.corruption:CorruptionSuite", "ImageNet-C corruptions x severities (batched torch engine or the imagecorruptions reference), mCE")

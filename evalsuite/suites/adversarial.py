@@ -7,7 +7,7 @@ the one with the smallest margin). Robust accuracy at an epsilon is therefore th
 samples that were classified correctly *and* survived every attack at that epsilon.
 
 White-box attacks run through the model's differentiable torch module; for ONNX files that is
-the ONNX gradient bridge (:func:`evalsuite.attacks.bridge.bridge_for`), checked against
+the ONNX gradient bridge (:func:`evalsuite.models.onnx_bridge.bridge_for`), checked against
 onnxruntime on real images of the run. The stored predictions always come from
 ``model.predict`` (onnxruntime for ONNX files) on the adversarial inputs. When no bridge can
 be had, the suite runs the query-only Square attack through ``model.predict`` and marks every
@@ -56,11 +56,13 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.conditions import BatchContext, Condition
+from evalsuite.conditions import BatchContext, Condition, ConditionIdentity
 from evalsuite.errors import ModelError, UsageError
+from evalsuite.gates import Gate, Severity
 from evalsuite.metric_specs import MetricSpec, specs_under
+from evalsuite.predictions import Predictions, PredictionSet
 from evalsuite.stats import mean_metric, metric
-from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
@@ -150,38 +152,15 @@ class _State:
         )
 
     def _white_box_module(self, run: RunContext, inputs: Any) -> Any:
-        from evalsuite.attacks.bridge import bridge_for, logit_difference
-
         model = run.model
-        is_onnx = getattr(model.info, "format", "") == "onnx"
         try:
-            if is_onnx:
-                module = bridge_for(model, inputs, tolerance=self.tolerance, device=run.device)
-                self.bridge = {
-                    "used": True,
-                    "max_abs_diff": float(module.bridge_max_abs_diff),
-                    "n_checked": int(module.bridge_n_checked),
-                    "tolerance": self.tolerance,
-                    "notes": list(module.bridge_notes),
-                }
-                return module
-            try:
-                module = model.torch_module()
-            except ModelError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure means "no gradients": fall back
-                raise ModelError(f"torch_module() failed ({type(exc).__name__}: {str(exc)[:160]})") from None
-            module = module.eval()
-            if inputs is not None:
-                diff, scale = logit_difference(module, model, inputs)
-                self.bridge = {"used": False, "max_abs_diff": diff, "n_checked": int(inputs.shape[0]),
-                               "tolerance": self.tolerance, "notes": ["model's own torch module"]}
-                if not diff <= self.tolerance * max(1.0, scale):
-                    raise ModelError(
-                        f"the model's torch module disagrees with its predict() by up to {diff:.3g} on real inputs"
-                    )
+            # The model knows how it offers gradients: its own torch module, or (ONNX) the gradient
+            # bridge, checked against predict() on the run's real inputs (Model.checked_torch_module).
+            module, check = model.checked_torch_module(inputs, tolerance=self.tolerance, device=run.device)
+            self.bridge = check
             return module
         except ModelError as exc:
+            self.bridge = getattr(exc, "check", self.bridge)  # a module that disagrees still reports by how much
             self.mode = MODE_BLACK
             self.reason = str(exc)
             log.warning("adversarial: no white-box attacks (%s); running black-box Square through model.predict", exc)
@@ -189,10 +168,10 @@ class _State:
 
 
 def _png_pair(clean: np.ndarray, adv: np.ndarray) -> tuple[bytes, bytes, bytes, float]:
-    from evalsuite.suites.clean import thumbnail_png
-
-    def to_u8(a: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(np.transpose(a, (1, 2, 0)) * 255.0), 0, 255).astype(np.uint8)
+    """Thumbnails of a clean image, its adversarial version and the perturbation (mid-grey = 0,
+    stretched to the full range), plus the stretch factor."""
+    from evalsuite.report.images import thumbnail_png
+    from evalsuite.report.images import to_uint8_hwc as to_u8
 
     d = adv.astype(np.float64) - clean.astype(np.float64)
     peak = float(np.abs(d).max())
@@ -301,7 +280,7 @@ class AdversarialSuite(Suite):
     def _real_inputs(self, run: RunContext, positions: np.ndarray, k: int) -> Any:
         if run.image_source is None or len(positions) == 0:
             return None
-        from evalsuite.runner import to_tensor
+        from evalsuite.tensors import to_tensor
 
         images = run.image_source(positions[:k])
         return to_tensor(np.asarray(images), run.device)
@@ -353,7 +332,7 @@ class AdversarialSuite(Suite):
                               eps_key=eps.key, attacks=list(names),
                               blackbox_check={"n": len(bb_ids), "queries": self.blackbox_queries} if check else None)
                 conds.append(AttackCondition(
-                    key=f"attack/{norm}/{eps.key}",
+                    identity=ConditionIdentity(suite=self.name, kind="attack", parts=(norm, eps.key)),
                     params=params,
                     norm=norm,
                     eps=eps.value,
@@ -375,7 +354,8 @@ class AdversarialSuite(Suite):
                           eps_label=self.large_eps.label, eps_key=self.large_eps.key, attacks=list(names),
                           sanity=True, n=int(len(sanity_pos)), settings=asdict(settings), blackbox_check=None)
             conds.append(AttackCondition(
-                key=f"attack/sanity/linf_{self.large_eps.key}",
+                identity=ConditionIdentity(suite=self.name, kind="attack",
+                                           parts=("sanity", f"linf_{self.large_eps.key}")),
                 params=params,
                 norm="linf",
                 eps=self.large_eps.value,
@@ -469,7 +449,7 @@ class AdversarialSuite(Suite):
         reason = state.reason if state is not None else (main[0].params.get("reason", "") if main else "")
         whitebox = mode == MODE_WHITE
         metrics: dict[str, Any] = {}
-        checks: list[dict[str, Any]] = []
+        checks: list[Gate] = []
         report: dict[str, Any] = {
             "tier": self.tier,
             "mode": mode,
@@ -527,20 +507,23 @@ class AdversarialSuite(Suite):
                     "points": [[0.0, metrics["clean_accuracy"]["value"], "clean"]] + [list(t) for t in pts],
                 }
 
-        checks.append({
-            "name": "adversarial examples within budget",
-            "metric": "adversarial.violations", "max": 0, "severity": "fail", "bound": "point",
-            "description": "Every adversarial example must lie within its epsilon ball (float tolerance "
+        checks.append(Gate.check(
+            "adversarial examples within budget",
+            "adversarial.violations",
+            max=0,
+            severity=Severity.FAIL,
+            description="Every adversarial example must lie within its epsilon ball (float tolerance "
                            f"{LINF_ATOL:g} L-inf, {L2_RTOL:g} relative L2) and in [0, 1]; an attack that leaves "
                            "the threat model is a bug in the attack, and its examples were not counted.",
-        })
+        ))
         if not whitebox:
-            checks.append({
-                "name": "adversarial: white-box attacks ran",
-                "metric": "adversarial.white_box", "min": 1, "severity": "warn", "bound": "point",
-                "description": "Black-box only: no differentiable module could be had (" + reason + "). Robust "
+            checks.append(Gate.check(
+                "adversarial: white-box attacks ran",
+                "adversarial.white_box",
+                min=1,
+                description="Black-box only: no differentiable module could be had (" + reason + "). Robust "
                                "accuracy comes from the query-only Square attack and is an upper bound.",
-            })
+            ))
         if self.sanity:
             metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, whitebox, seed)
             report["sanity"] = sanity_rows
@@ -586,10 +569,10 @@ class AdversarialSuite(Suite):
         return node, row
 
     def _sanity(self, main: list[Predictions], sanity_items: list[Predictions], whitebox: bool,
-                seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+                seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[Gate]]:
         out: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []
-        checks: list[dict[str, Any]] = []
+        checks: list[Gate] = []
 
         # 1. Monotone in epsilon.
         problems = []
@@ -609,8 +592,12 @@ class AdversarialSuite(Suite):
         out["monotone"] = metric(0.0 if problems else 1.0, len(main), None, "higher")
         rows.append({"name": "robust accuracy non-increasing in epsilon", "ok": not problems,
                      "value": "; ".join(problems) or "yes", "description": desc})
-        checks.append({"name": "adversarial sanity: monotone in epsilon", "metric": "adversarial.sanity.monotone",
-                       "min": 1, "severity": "warn", "bound": "point", "description": desc})
+        checks.append(Gate.check(
+            "adversarial sanity: monotone in epsilon",
+            "adversarial.sanity.monotone",
+            min=1,
+            description=desc,
+        ))
 
         # 2. Black-box stronger than white-box.
         if whitebox:
@@ -623,9 +610,12 @@ class AdversarialSuite(Suite):
                 out["blackbox_only_successes"] = metric(succ, tried, None, "lower")
                 rows.append({"name": "black-box attack no stronger than white-box", "ok": succ == 0,
                              "value": f"{succ} of {tried} checked sample(s) broken only by Square", "description": desc})
-                checks.append({"name": "adversarial sanity: black-box not stronger",
-                               "metric": "adversarial.sanity.blackbox_only_successes", "max": 0, "severity": "warn",
-                               "bound": "point", "description": desc})
+                checks.append(Gate.check(
+                    "adversarial sanity: black-box not stronger",
+                    "adversarial.sanity.blackbox_only_successes",
+                    max=0,
+                    description=desc,
+                ))
 
         # 3. Very large epsilon.
         if sanity_items:
@@ -642,9 +632,12 @@ class AdversarialSuite(Suite):
                          "value": f"{leaf['value']:.1%} of {len(p)}" if leaf["value"] is not None else "n/a",
                          "description": desc})
             if leaf["value"] is not None:
-                checks.append({"name": "adversarial sanity: large epsilon breaks the model",
-                               "metric": "adversarial.sanity.large_eps_robust_accuracy",
-                               "max": LARGE_EPS_MAX_ACCURACY, "severity": "warn", "bound": "point", "description": desc})
+                checks.append(Gate.check(
+                    "adversarial sanity: large epsilon breaks the model",
+                    "adversarial.sanity.large_eps_robust_accuracy",
+                    max=LARGE_EPS_MAX_ACCURACY,
+                    description=desc,
+                ))
 
         # 4. Zero / NaN gradients.
         if whitebox:
@@ -665,9 +658,12 @@ class AdversarialSuite(Suite):
             out["bad_gradient_fraction"] = metric(frac, n_att, None, "lower")
             rows.append({"name": "gradients present", "ok": frac <= GRADIENT_BAD_MAX,
                          "value": f"{frac:.1%} of {n_att} sample(s) with zero/NaN gradient", "description": desc})
-            checks.append({"name": "adversarial sanity: gradients present",
-                           "metric": "adversarial.sanity.bad_gradient_fraction", "max": GRADIENT_BAD_MAX,
-                           "severity": "warn", "bound": "point", "description": desc})
+            checks.append(Gate.check(
+                "adversarial sanity: gradients present",
+                "adversarial.sanity.bad_gradient_fraction",
+                max=GRADIENT_BAD_MAX,
+                description=desc,
+            ))
         return out, rows, checks
 
     def _examples(self, run: RunContext, main: list[Predictions], whitebox: bool) -> list[dict[str, Any]]:
@@ -735,7 +731,7 @@ class AdversarialSuite(Suite):
             return []
         import torch
 
-        from evalsuite.runner import to_tensor
+        from evalsuite.tensors import to_tensor
 
         x = to_tensor(np.asarray(run.image_source(p.index[rows])), run.device)
         y = torch.as_tensor(p.labels[rows], device=x.device).long()

@@ -16,8 +16,9 @@ Contract for implementers:
   checked in the first second of a run.
 - ``summarize(run, preds)`` returns a :class:`SuiteOutput`. ``metrics`` becomes
   ``results["metrics"][suite.name]``; its leaves are :func:`evalsuite.stats.metric` dicts, so
-  ``corruption.mean_accuracy`` is a gate path. ``checks`` are built-in gates (same keys as a
-  policy gate plus ``description``); ``report`` is JSON data for the suite's template
+  ``corruption.mean_accuracy`` is a gate path. ``checks`` are built-in gates
+  (:meth:`evalsuite.gates.Gate.check` objects, validated when built and checked against the
+  suite's declared metrics when the run records them); ``report`` is JSON data for the suite's template
   ``report/templates/sections/<name>.html.j2``.
 """
 
@@ -25,19 +26,24 @@ from __future__ import annotations
 
 import logging
 from abc import ABC
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from evalsuite.atomic_io import atomic_write_bytes
 from evalsuite.conditions import Condition
 from evalsuite.errors import UsageError
+from evalsuite.gates import Gate
 from evalsuite.metric_specs import MetricSpec
-from evalsuite.results import atomic_write_bytes
+from evalsuite.predictions import Predictions, PredictionSet
 
 log = logging.getLogger(__name__)
+
+# Predictions and PredictionSet live in evalsuite.predictions; re-exported here for plug-ins.
+__all__ = ["PredictionSet", "Predictions", "RunContext", "Suite", "SuiteOutput", "softmax"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -49,72 +55,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Predictions:
-    """Stored outputs of one condition, aligned by row."""
-
-    key: str
-    suite: str
-    params: dict[str, Any]
-    index: np.ndarray  # dataset positions
-    ids: np.ndarray
-    labels: np.ndarray  # int class indices
-    logits: np.ndarray  # float32 N x C
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def probs(self) -> np.ndarray:
-        cached = self.__dict__.get("_probs")
-        if cached is None:
-            cached = softmax(self.logits)
-            self.__dict__["_probs"] = cached
-        return cached
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return np.argmax(self.logits, axis=1)
-
-    @property
-    def correct(self) -> np.ndarray:
-        return (self.predicted == self.labels).astype(np.float64)
-
-    @property
-    def finite(self) -> np.ndarray:
-        """Per-row flag: all logits finite."""
-        return np.all(np.isfinite(self.logits), axis=1)
-
-
-class PredictionSet(Mapping[str, Predictions]):
-    """All conditions' predictions of a run, by condition key (insertion ordered)."""
-
-    def __init__(self, items: dict[str, Predictions]) -> None:
-        self._items = dict(items)
-
-    def __getitem__(self, key: str) -> Predictions:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def by_suite(self, suite: str) -> list[Predictions]:
-        return [p for p in self._items.values() if p.suite == suite]
-
-    @property
-    def clean(self) -> Predictions:
-        return self._items["clean"]
-
-
-@dataclass
 class SuiteOutput:
     """What a suite adds to results.json."""
 
     metrics: dict[str, Any] = field(default_factory=dict)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Gate] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,7 +119,6 @@ class RunContext:
     baseline: dict[str, Any] | None = None
     progress: bool = False
     image_source: Any = None  # callable(indices) -> uint8 NHWC at model size; set by the runner
-    suites: list[Suite] = field(default_factory=list)
 
     def sample_images(self, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` preprocessed images (uint8 NHWC) and their dataset positions, spread evenly."""

@@ -4,11 +4,13 @@ An analysis suite (``stage = "analysis"``): it adds no conditions and summarises
 predictions of every condition in the run (clean, ``corruption/...``, ``device/...``,
 ``attack/...``).
 
-Metrics land at ``calibration.<condition>.<metric>`` where ``<condition>`` is the condition key
-with ``/`` replaced by ``.`` (``clean``, ``corruption.fog.3``, ``device.webcam-720p``,
-``attack.linf.8_255``). When two keys would collide after that replacement, or a key would
-shadow one of the suite's own entries (``worst_shift``, ``worst_attack``), ``/`` becomes ``__``
-instead; ``report.calibration.conditions`` lists the mapping. Per condition: ``ece``,
+Metrics land at ``calibration.<condition>.<metric>`` where ``<condition>`` is the condition's
+gate path (:func:`evalsuite.results.gate_path`: ``/`` written as ``.``; ``clean``,
+``corruption.fog.3``, ``device.webcam-720p``, ``attack.linf.8_255``). A run whose condition
+would shadow one of the suite's own entries (``worst_shift``, ``worst_attack``) is refused
+before any prediction; ``report.calibration.conditions`` lists the mapping. Conditions are told
+apart by their recorded identity (kind, parts, label; :mod:`evalsuite.conditions`), never by
+parsing keys. Per condition: ``ece``,
 ``adaptive_ece``, ``mce``, ``classwise_ece``, ``brier``, ``nll``, ``overconfidence_share``,
 ``confidence_gap``, ``mean_confidence``, ``accuracy``, ``aurc``, ``eaurc`` (all with n and a 95%
 bootstrap CI), plus ``ece_before_temperature`` / ``ece_after_temperature`` on the held-out
@@ -41,17 +43,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from evalsuite.conditions import Condition
+from evalsuite.conditions import Condition, ConditionIdentity, condition_identity
 from evalsuite.errors import DataError, UsageError
+from evalsuite.gates import Gate
 from evalsuite.metric_specs import MetricSpec, specs_under
-from evalsuite.stats import DEFAULT_BOOTSTRAP, metric
-from evalsuite.suites.base import PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.predictions import PredictionSet
+from evalsuite.results import check_gate_paths, gate_path
+from evalsuite.stats import DEFAULT_BOOTSTRAP, metric, softmax
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +64,18 @@ HISTOGRAM_BINS = 20
 SHIFT_METRICS = ("ece", "adaptive_ece", "mce", "brier", "nll", "aurc", "accuracy", "mean_confidence")
 
 
-def metric_keys(condition_keys: list[str]) -> dict[str, str]:
-    """Condition key -> key under ``calibration`` (``/`` -> ``.`` unless ambiguous, then ``__``)."""
-    dotted = {k: k.replace("/", ".") for k in condition_keys}
-    counts = Counter(dotted.values())
-    out: dict[str, str] = {}
-    taken: set[str] = set()
-    for k in condition_keys:
-        m = dotted[k]
-        if counts[m] > 1 or m in RESERVED:
-            m = k.replace("/", "__")
-        base, i = m, 1
-        while m in taken or m in RESERVED:
-            m = f"{base}__{i}"
-            i += 1
-        taken.add(m)
-        out[k] = m
+def metric_keys(condition_keys: Sequence[str]) -> dict[str, str]:
+    """Condition key -> key under ``calibration``: its :func:`~evalsuite.results.gate_path`.
+
+    UsageError when two keys share a gate path or one would shadow ``worst_shift`` /
+    ``worst_attack`` (only a plug-in condition could).
+    """
+    check_gate_paths(condition_keys)
+    out = {k: gate_path(k) for k in condition_keys}
+    clash = sorted(k for k, m in out.items() if m in RESERVED)
+    if clash:
+        raise UsageError(f"suite 'calibration': condition {clash[0]!r} would shadow calibration.{out[clash[0]]}; "
+                         "rename the condition")
     return out
 
 
@@ -123,7 +123,7 @@ class CalibrationSuite(Suite):
         leaves = [name for name in DIRECTIONS if self.classwise or name != "classwise_ece"]
         heldout = ("ece_before_temperature", "ece_after_temperature")
         specs = [MetricSpec("calibration.worst_shift.ece", ci)]
-        if any(_is_attack(c.key, c.suite) for c in conditions):
+        if any(_is_attack(condition_identity(c.key, c.suite, c.params)) for c in conditions):
             specs.append(MetricSpec("calibration.worst_attack.ece", ci))
         for key, mkey in metric_keys([c.key for c in conditions]).items():
             prefix = f"calibration.{mkey}"
@@ -143,6 +143,7 @@ class CalibrationSuite(Suite):
 
         keys = list(preds)
         mkeys = metric_keys(keys)
+        idents = {k: condition_identity(k, preds[k].suite, preds[k].params) for k in keys}
         metrics: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []
         for key in keys:
@@ -163,27 +164,23 @@ class CalibrationSuite(Suite):
             rows.append({"key": key, "metric_key": mkeys[key], "suite": p.suite, "n": int(ok.sum())})
 
         report: dict[str, Any] = {"n_bins": self.n_bins, "n_boot": self.n_boot}
-        checks: list[dict[str, Any]] = []
+        checks: list[Gate] = []
         if "clean" in preds:
             temp = self._temperature(run, preds, mkeys, metrics, report)
             if temp is not None:
                 checks.append(
-                    {
-                        "name": "calibration: temperature fit converged",
-                        "metric": "calibration.clean.temperature_converged",
-                        "min": 1,
-                        "severity": "warn",
-                        "bound": "point",
-                        "description": "Fitting the temperature on the calibration split must converge "
+                    Gate.check(
+                        "calibration: temperature fit converged", "calibration.clean.temperature_converged", min=1,
+                        description="Fitting the temperature on the calibration split must converge "
                         "(otherwise before/after-temperature numbers mean little).",
-                    }
+                    )
                 )
         else:
             report["temperature"] = {"skipped": "no clean condition in this run"}
 
-        metrics["worst_shift"] = {"ece": self._worst(preds, mkeys, metrics, attack=False)}
-        if any(_is_attack(k, preds[k].suite) for k in keys):
-            metrics["worst_attack"] = {"ece": self._worst(preds, mkeys, metrics, attack=True)}
+        metrics["worst_shift"] = {"ece": self._worst(idents, mkeys, metrics, attack=False)}
+        if any(_is_attack(i) for i in idents.values()):
+            metrics["worst_attack"] = {"ece": self._worst(idents, mkeys, metrics, attack=True)}
 
         for row in rows:
             leaves = metrics[row["metric_key"]]
@@ -192,9 +189,9 @@ class CalibrationSuite(Suite):
                 row[name] = None if leaf is None else leaf["value"]
                 if name == "ece" and leaf is not None:
                     row["ece_ci"] = leaf["ci"]
-            row["label"] = _label(row["key"])
+            row["label"] = idents[row["key"]].label
         report["conditions"] = rows
-        report["shift"] = _shift_data(rows)
+        report["shift"] = _shift_data(rows, idents)
         report["worst_shift"] = {k: metrics["worst_shift"]["ece"].get(k) for k in ("value", "condition", "n")}
         if "worst_attack" in metrics:
             report["worst_attack"] = {k: metrics["worst_attack"]["ece"].get(k) for k in ("value", "condition", "n")}
@@ -236,7 +233,6 @@ class CalibrationSuite(Suite):
             confidence_histogram,
             reliability_from_top_label,
             risk_coverage_from_top_label,
-            softmax,
             top_label,
         )
         from evalsuite.calibration.split import stratified_split
@@ -338,11 +334,12 @@ class CalibrationSuite(Suite):
 
     # ----------------------------------------------------------------------------- worst
     @staticmethod
-    def _worst(preds: PredictionSet, mkeys: dict[str, str], metrics: dict[str, Any], *, attack: bool) -> dict[str, Any]:
+    def _worst(idents: dict[str, ConditionIdentity], mkeys: dict[str, str], metrics: dict[str, Any], *,
+               attack: bool) -> dict[str, Any]:
         what = "attack conditions" if attack else "natural-shift conditions (every non-clean, non-attack condition)"
         best_key, best_leaf = None, None
-        for key, p in preds.items():
-            if key == "clean" or _is_attack(key, p.suite) != attack:
+        for key, ident in idents.items():
+            if ident.kind == "clean" or _is_attack(ident) != attack:
                 continue
             leaf = metrics[mkeys[key]].get("ece")
             if leaf is None or leaf["value"] is None:
@@ -354,32 +351,26 @@ class CalibrationSuite(Suite):
         return dict(best_leaf, condition=best_key, metric_key=mkeys[best_key], over=what)
 
 
-def _is_attack(key: str, suite: str) -> bool:
-    """Adversarial conditions (suite ``adversarial``, keys ``attack/...``)."""
-    return suite in ("adversarial", "attack") or key.startswith("attack/")
+def _is_attack(ident: ConditionIdentity) -> bool:
+    """Adversarial conditions (kind ``attack``)."""
+    return ident.kind == "attack"
 
 
-def _label(key: str) -> str:
-    parts = key.split("/")
-    if parts[0] in ("corruption", "device", "attack") and len(parts) > 1:
-        return " ".join(parts[1:])
-    return key
-
-
-def _severity(p_key: str) -> tuple[str, int] | None:
-    parts = p_key.split("/")
-    if len(parts) == 3 and parts[0] == "corruption" and parts[2].isdigit():
-        return parts[1], int(parts[2])
+def _severity(ident: ConditionIdentity) -> tuple[str, int] | None:
+    """(corruption name, severity) of a corruption condition."""
+    parts = ident.parts
+    if ident.kind == "corruption" and len(parts) == 2 and isinstance(parts[1], int):
+        return str(parts[0]), parts[1]
     return None
 
 
-def _shift_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _shift_data(rows: list[dict[str, Any]], idents: dict[str, ConditionIdentity]) -> dict[str, Any]:
     """Chart data: ECE by corruption severity (mean / worst / per corruption), by device, by attack."""
     clean = next((r for r in rows if r["key"] == "clean"), None)
     clean_ece = None if clean is None else clean.get("ece")
     grid: dict[str, dict[int, float | None]] = {}
     for r in rows:
-        sev = _severity(r["key"])
+        sev = _severity(idents[r["key"]])
         if sev is not None:
             grid.setdefault(sev[0], {})[sev[1]] = r.get("ece")
     severities = sorted({s for g in grid.values() for s in g})
@@ -401,8 +392,8 @@ def _shift_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
         v = r.get("ece")
         if v is not None and math.isfinite(v):
             ymax = max(ymax, v)
-    devices = [r for r in rows if r["suite"] == "device"]
-    attacks = [r for r in rows if _is_attack(r["key"], r["suite"])]
+    devices = [r for r in rows if idents[r["key"]].kind == "device"]
+    attacks = [r for r in rows if _is_attack(idents[r["key"]])]
     return {
         "clean_ece": clean_ece,
         "ymax": min(1.0, max(0.05, ymax * 1.15)),

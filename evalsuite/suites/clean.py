@@ -8,7 +8,6 @@ reported; the runner's sanity check fails the run on them.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,31 +16,21 @@ import numpy as np
 
 from evalsuite.conditions import Condition
 from evalsuite.metric_specs import MetricSpec, specs_under
-from evalsuite.stats import bootstrap_mean_ci, mean_metric, metric, percentile_ci
-from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.predictions import Predictions, PredictionSet
+from evalsuite.report.images import thumbnail_png
+from evalsuite.stats import (
+    bootstrap_ci,
+    bootstrap_mean_ci,
+    mean_metric,
+    metric,
+    per_sample_nll,
+    predicted_labels,
+)
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
 GALLERY_SIZE = 12
-N_BOOT = 1000
-
-
-def predicted_labels(logits: np.ndarray) -> np.ndarray:
-    """argmax per row; rows with any non-finite logit get -1 (never counted correct)."""
-    finite = np.all(np.isfinite(logits), axis=1)
-    pred = np.argmax(np.where(np.isfinite(logits), logits, -np.inf), axis=1)
-    return np.where(finite, pred, -1)
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    m = np.max(z, axis=1, keepdims=True)
-    return z - m - np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
-
-
-def per_sample_nll(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """-log softmax(logits)[label], exact via log-sum-exp (no probability clipping)."""
-    return -log_softmax(logits)[np.arange(len(labels)), labels]
 
 
 def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -85,13 +74,7 @@ def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 
 
 def _macro_f1_ci(labels: np.ndarray, pred: np.ndarray, n_classes: int, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    reps = np.empty(N_BOOT)
-    for b in range(N_BOOT):
-        idx = rng.integers(0, n, size=n)
-        reps[b] = macro_f1(labels[idx], pred[idx], n_classes)
-    return percentile_ci(reps)
+    return bootstrap_ci(lambda y, p: macro_f1(y, p, n_classes), labels, pred, seed=seed)
 
 
 def classification_metrics(p: Predictions, class_names: list[str], seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -131,29 +114,6 @@ def classification_metrics(p: Predictions, class_names: list[str], seed: int = 0
         "support": stats["support"].astype(int).tolist(),
     }
     return metrics, report
-
-
-def _png(image: np.ndarray, scale: int = 1) -> bytes:
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(image))
-    if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def thumbnail_png(image: np.ndarray, target: int = 96) -> bytes:
-    """PNG bytes of ``image`` (uint8 HxWx3) scaled to about ``target`` px wide (nearest for tiny images)."""
-    h, w = image.shape[:2]
-    if max(h, w) > target:
-        from PIL import Image
-
-        im = Image.fromarray(np.ascontiguousarray(image))
-        im.thumbnail((target, target))
-        return _png(np.asarray(im))
-    return _png(image, scale=max(1, target // max(h, w)))
 
 
 class CleanSuite(Suite):

@@ -38,7 +38,6 @@ accuracy (``relative_drop`` above 0.5).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -48,12 +47,22 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.conditions import BatchContext, Condition
+from evalsuite.conditions import BatchContext, Condition, ConditionIdentity
 from evalsuite.errors import UsageError
+from evalsuite.gates import Gate
 from evalsuite.metric_specs import MetricSpec
+from evalsuite.predictions import Predictions, PredictionSet
 from evalsuite.registry import did_you_mean
-from evalsuite.stats import DEFAULT_BOOTSTRAP, bootstrap_mean_ci, metric, percentile_ci
-from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.report.images import thumbnail_png
+from evalsuite.stats import (
+    DEFAULT_BOOTSTRAP,
+    bootstrap_mean_ci,
+    correct,
+    joint_count_replicates,
+    metric,
+    percentile_ci,
+)
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +90,10 @@ class CorruptionCondition(Condition):
     backend: str = "torch"
 
     def __post_init__(self) -> None:
-        self.key = f"corruption/{self.name}/{self.severity}"
+        self.identity = ConditionIdentity(suite=self.suite, kind="corruption", parts=(self.name, int(self.severity)))
+        self.key = ""
         self.params = {"name": self.name, "severity": self.severity, "backend": self.backend}
+        super().__post_init__()
 
     def apply(self, x: Any, ctx: BatchContext) -> Any:
         if self.backend == "reference":
@@ -94,12 +105,7 @@ class CorruptionCondition(Condition):
 
 def _correct(p: Predictions) -> np.ndarray:
     """0/1 correctness per row; rows with non-finite logits count as wrong."""
-    logits = np.asarray(p.logits)
-    if logits.size == 0:
-        return np.zeros(len(p.labels), dtype=np.float64)
-    finite = np.all(np.isfinite(logits), axis=1)
-    pred = np.argmax(np.where(np.isfinite(logits), logits, -np.inf), axis=1)
-    return ((pred == np.asarray(p.labels)) & finite).astype(np.float64)
+    return correct(p.logits, p.labels)
 
 
 def load_alexnet_errors() -> dict[str, Any]:
@@ -308,14 +314,10 @@ class CorruptionSuite(Suite):
         checks = []
         if rel_drop is not None:
             checks.append(
-                {
-                    "name": "corruption robustness",
-                    "metric": "corruption.relative_drop",
-                    "max": RELATIVE_DROP_WARN,
-                    "severity": "warn",
-                    "bound": "point",
-                    "description": "Mean accuracy under common corruptions should keep at least half of clean accuracy.",
-                }
+                Gate.check(
+                    "corruption robustness", "corruption.relative_drop", max=RELATIVE_DROP_WARN,
+                    description="Mean accuracy under common corruptions should keep at least half of clean accuracy.",
+                )
             )
         report = self._report(run, cells, per_cell, clean_acc, mean_acc, mce_info, n)
         return SuiteOutput(metrics=metrics, checks=checks, report=report)
@@ -323,20 +325,7 @@ class CorruptionSuite(Suite):
     @staticmethod
     def _replicates(c0: np.ndarray, mat: np.ndarray, seed: int) -> np.ndarray:
         """Bootstrap accuracies ``(B, 1 + K)`` of clean and every condition, resampling samples jointly."""
-        n = len(c0)
-        b_total = DEFAULT_BOOTSTRAP
-        out = np.empty((b_total, 1 + mat.shape[1]))
-        if n == 0:
-            out.fill(np.nan)
-            return out
-        data = np.concatenate([c0[:, None], mat], axis=1)
-        rng = np.random.default_rng(seed)
-        for start in range(0, b_total, _BOOT_CHUNK):
-            b = min(_BOOT_CHUNK, b_total - start)
-            idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-            out[start : start + b] = counts @ data / n
-        return out
+        return joint_count_replicates(np.concatenate([c0[:, None], mat], axis=1), DEFAULT_BOOTSTRAP, seed, chunk=_BOOT_CHUNK)
 
     def _mce(
         self,
@@ -445,7 +434,7 @@ class CorruptionSuite(Suite):
             from evalsuite.corruptions.reference import corrupt
         else:
             from evalsuite.corruptions import corrupt
-        out = [{"name": "clean", "image": run.save_artifact("corruption_clean.png", _png(image))}]
+        out = [{"name": "clean", "image": run.save_artifact("corruption_clean.png", thumbnail_png(image, THUMBNAIL_PX))}]
         for name in NAMES:
             try:
                 y = corrupt(x, name, THUMBNAIL_SEVERITY, seed=run.seed, ids=[sample_id])
@@ -453,21 +442,5 @@ class CorruptionSuite(Suite):
                 log.info("corruption: no %s thumbnail (%s)", name, exc)
                 continue
             arr = torch.round(y * 255).to(torch.uint8).permute(1, 2, 0).numpy()
-            out.append({"name": name, "image": run.save_artifact(f"corruption_{name}_3.png", _png(arr))})
+            out.append({"name": name, "image": run.save_artifact(f"corruption_{name}_3.png", thumbnail_png(arr, THUMBNAIL_PX))})
         return out
-
-
-def _png(image: np.ndarray) -> bytes:
-    """PNG of an HxWx3 uint8 image scaled to about THUMBNAIL_PX wide (nearest for small ones)."""
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(image))
-    h, w = image.shape[:2]
-    if max(h, w) > THUMBNAIL_PX:
-        im.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    elif max(h, w) < THUMBNAIL_PX:
-        s = max(1, THUMBNAIL_PX // max(h, w))
-        im = im.resize((w * s, h * s), Image.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()

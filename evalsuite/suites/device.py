@@ -9,11 +9,11 @@ Options (suite preset ``suites: {device: {...}}``):
 
 - ``profiles``: ``all`` (built-in plus ``profiles_file``), a list of profile names, or ``[]``.
   Default: every built-in profile, or only the file's profiles when ``profiles_file`` is set.
-- ``profiles_file``: a YAML file of the user's own profiles (``--devices my_fleet.yaml``).
+- ``profiles_file``: a YAML file of the user's own profiles (``--device-profiles my_fleet.yaml``).
 - ``operations``: operations for the per-operation x severity ladder: a list of names,
   ``all`` or ``[]``. Default: ``resolution, jpeg, sensor_noise, lens_blur, white_balance``.
 - ``severities``: ladder severities (1-5). Default ``[1, 3, 5]``.
-- ``device_column``: a data column naming the capturing device (``--device-column camera``).
+- ``device_column``: a data column naming the capturing device (``--capture-column camera``).
 
 Conditions: ``device/<profile>`` and ``device/op/<operation>/<severity>``.
 
@@ -33,7 +33,6 @@ Built-in check: a warning when the worst profile loses more than 10 points of ac
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Sequence
@@ -43,24 +42,27 @@ import numpy as np
 
 from evalsuite.conditions import Condition
 from evalsuite.errors import UsageError
+from evalsuite.gates import Gate
 from evalsuite.metric_specs import MetricSpec, specs_under
+from evalsuite.predictions import Predictions, PredictionSet
 from evalsuite.registry import did_you_mean
-from evalsuite.stats import DEFAULT_BOOTSTRAP, bootstrap_mean_ci, metric, percentile_ci
-from evalsuite.suites.base import Predictions, PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.report.images import thumbnail_png
+from evalsuite.stats import (
+    DEFAULT_BOOTSTRAP,
+    binomial_difference_ci,
+    bootstrap_mean_ci,
+    correct,
+    joint_mean_replicates,
+    metric,
+    percentile_ci,
+)
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEVERITIES = (1, 3, 5)
 WORST_DROP_WARN = 0.10
 THUMBNAIL_PX = 96
-
-
-def _correct(p: Predictions) -> np.ndarray:
-    """0/1 correctness per row; rows with non-finite logits count as wrong."""
-    logits = np.asarray(p.logits)
-    finite = np.all(np.isfinite(logits), axis=1)
-    pred = np.argmax(np.where(np.isfinite(logits), logits, -np.inf), axis=1) if logits.size else np.zeros(0, int)
-    return ((pred == np.asarray(p.labels)) & finite).astype(np.float64)
 
 
 def _names(value: Any, option: str) -> list[str] | str | None:
@@ -79,45 +81,36 @@ def _names(value: Any, option: str) -> list[str] | str | None:
     raise UsageError(f"suite 'device': option {option} must be 'all', a name or a list of names, got {value!r}")
 
 
-def _joint_bootstrap(matrix: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, P)`` column means of row-resampled ``matrix`` (n x P), rows drawn jointly."""
-    n, p = matrix.shape
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, p))
-    chunk = max(1, int(2e7 // max(n * p, 1)))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = matrix[idx].mean(axis=1)
-    return out
+class _CleanReference:
+    """The clean predictions a shifted condition is paired with, row by row (same samples)."""
 
+    def __init__(self, clean: Predictions, preds: PredictionSet, seed: int) -> None:
+        self.preds = preds
+        self.seed = seed
+        self.correct = correct(clean.logits, clean.labels)
+        self.position = {int(i): r for r, i in enumerate(np.asarray(clean.index))}
 
-def _two_group_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    """95% CI of ``mean(a) - mean(b)`` for 0/1 arrays resampled independently.
+    def paired(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(correctness under ``key``, clean correctness of the same rows, dataset positions)."""
+        p = self.preds.get(key)
+        if p is None:
+            log.warning("device suite: no predictions for condition %s; skipped", key)
+            return None
+        rows = np.array([self.position.get(int(i), -1) for i in np.asarray(p.index)], dtype=np.int64)
+        keep = rows >= 0
+        if not keep.all():
+            log.warning("device suite: %d rows of %s have no clean counterpart", int((~keep).sum()), key)
+        return correct(p.logits, p.labels)[keep], self.correct[rows[keep]], np.asarray(p.index)[keep]
 
-    Resampling ``n`` Bernoulli values with replacement gives a Binomial(n, mean) count, so the
-    bootstrap is drawn directly from binomials (same distribution, no index arrays).
-    """
-    rng = np.random.default_rng(seed)
-    ra = rng.binomial(len(a), float(a.mean()), size=n_boot) / len(a)
-    rb = rng.binomial(len(b), float(b.mean()), size=n_boot) / len(b)
-    return percentile_ci(ra - rb)
-
-
-def _thumbnail_png(image: np.ndarray, target: int = THUMBNAIL_PX) -> bytes:
-    """PNG of a uint8 HxWx3 image scaled to about ``target`` px (nearest for small images)."""
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(image))
-    h, w = image.shape[:2]
-    if max(h, w) > target:
-        im.thumbnail((target, target), Image.Resampling.LANCZOS)
-    elif max(h, w) < target:
-        f = max(1, target // max(h, w))
-        im = im.resize((w * f, h * f), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    def leaves(self, cond: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
+        """Accuracy under the condition and the paired drop from clean, with bootstrap CIs."""
+        n = len(cond)
+        if n == 0:
+            return {"accuracy": metric(None, 0), "drop": metric(None, 0, direction="lower")}
+        return {
+            "accuracy": metric(cond.mean(), n, bootstrap_mean_ci(cond, seed=self.seed)),
+            "drop": metric(clean.mean() - cond.mean(), n, bootstrap_mean_ci(clean - cond, seed=self.seed), "lower"),
+        }
 
 
 class DeviceSuite(Suite):
@@ -203,19 +196,19 @@ class DeviceSuite(Suite):
 
     def build_conditions(self) -> list[Any]:
         """The suite's conditions (independent of the run): profiles first, then the ladder."""
-        from evalsuite.devices.condition import DeviceCondition, op_key, profile_key
+        from evalsuite.devices.condition import DeviceCondition, op_identity, profile_identity
         from evalsuite.devices.ops import make_op
 
         conds: list[Any] = []
         for prof in self.profiles:
-            conds.append(DeviceCondition(key=profile_key(prof.name), suite=self.name, params=prof.config(), ops=prof.ops))
+            conds.append(DeviceCondition(identity=profile_identity(prof.name, self.name), params=prof.config(),
+                                         ops=prof.ops))
         for op_name in self.operations:
             for s in self.severities:
                 op = make_op(op_name, severity=s)
                 conds.append(
                     DeviceCondition(
-                        key=op_key(op_name, s),
-                        suite=self.name,
+                        identity=op_identity(op_name, s, self.name),
                         params={"operation": op_name, "severity": s, "chain": [op.config()]},
                         ops=(op,),
                     )
@@ -243,48 +236,35 @@ class DeviceSuite(Suite):
     # ------------------------------------------------------------------------------ summary
 
     def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
-        from evalsuite.devices.condition import op_key, profile_key
-
         self._check_column(run)
-        seed = int(run.seed)
         clean = preds.get("clean")
         if clean is None:
             raise RuntimeError("the device suite needs the clean condition's predictions")
-        clean_correct = _correct(clean)
-        clean_pos = {int(i): r for r, i in enumerate(np.asarray(clean.index))}
+        ref = _CleanReference(clean, preds, int(run.seed))
         metrics: dict[str, Any] = {}
-        checks: list[dict[str, Any]] = []
-        report: dict[str, Any] = {"clean_accuracy": float(clean_correct.mean()) if len(clean_correct) else None}
+        checks: list[Gate] = []
+        report: dict[str, Any] = {"clean_accuracy": float(ref.correct.mean()) if len(ref.correct) else None}
+        self._profiles_section(ref, metrics, checks, report)
+        self._ops_section(ref, metrics, report)
+        if self.device_column is not None:
+            metrics["real"], report["real"] = self._real_shift(run, clean, ref.correct, ref.seed)
+        self._thumbnails(run, report)
+        return SuiteOutput(metrics=metrics, checks=checks, report=report)
 
-        def paired(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-            p = preds.get(key)
-            if p is None:
-                log.warning("device suite: no predictions for condition %s; skipped", key)
-                return None
-            rows = np.array([clean_pos.get(int(i), -1) for i in np.asarray(p.index)], dtype=np.int64)
-            keep = rows >= 0
-            if not keep.all():
-                log.warning("device suite: %d rows of %s have no clean counterpart", int((~keep).sum()), key)
-            return _correct(p)[keep], clean_correct[rows[keep]], np.asarray(p.index)[keep]
+    def _profiles_section(
+        self, ref: _CleanReference, metrics: dict[str, Any], checks: list[Gate], report: dict[str, Any]
+    ) -> None:
+        """Per-profile accuracy and drop, the worst profile and its gate, and the bar chart data."""
+        from evalsuite.devices.condition import profile_key
 
-        def leaves(cond: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-            n = len(cond)
-            if n == 0:
-                return {"accuracy": metric(None, 0), "drop": metric(None, 0, direction="lower")}
-            return {
-                "accuracy": metric(cond.mean(), n, bootstrap_mean_ci(cond, seed=seed)),
-                "drop": metric(ref.mean() - cond.mean(), n, bootstrap_mean_ci(ref - cond, seed=seed), "lower"),
-            }
-
-        # Profiles.
         profile_rows: list[dict[str, Any]] = []
         columns: dict[str, np.ndarray] = {}
         for prof in self.profiles:
-            got = paired(profile_key(prof.name))
+            got = ref.paired(profile_key(prof.name))
             if got is None:
                 continue
-            cond, ref, index = got
-            metrics[prof.name] = leaves(cond, ref)
+            cond, clean_rows, index = got
+            metrics[prof.name] = ref.leaves(cond, clean_rows)
             columns[prof.name] = index
             profile_rows.append(
                 {
@@ -297,20 +277,16 @@ class DeviceSuite(Suite):
                 }
             )
         if columns:
-            self._summarise_profiles(metrics, columns, preds, clean_correct, clean_pos, seed, report)
+            self._summarise_profiles(metrics, columns, ref.preds, ref.correct, ref.position, ref.seed, report)
             worst = metrics["worst"]
             checks.append(
-                {
-                    "name": "device: worst profile accuracy drop",
-                    "metric": "device.worst.drop",
-                    "max": WORST_DROP_WARN,
-                    "severity": "warn",
-                    "bound": "point",
-                    "description": (
+                Gate.check(
+                    "device: worst profile accuracy drop", "device.worst.drop", max=WORST_DROP_WARN,
+                    description=(
                         f"The worst simulated device profile ({worst['accuracy'].get('profile')}) should not cost more than "
                         f"{WORST_DROP_WARN:.0%} accuracy against clean data."
                     ),
-                }
+                )
             )
         report["profiles"] = profile_rows
         report["bar"] = {
@@ -321,7 +297,9 @@ class DeviceSuite(Suite):
             "reference": report["clean_accuracy"],
         }
 
-        # Per-operation ladder.
+    def _ops_section(self, ref: _CleanReference, metrics: dict[str, Any], report: dict[str, Any]) -> None:
+        """The per-operation severity ladder: accuracy and drop of every (operation, severity)."""
+        from evalsuite.devices.condition import op_key
         from evalsuite.devices.ops import make_op
 
         op_rows = []
@@ -331,11 +309,11 @@ class DeviceSuite(Suite):
             per_sev: dict[str, Any] = {}
             cells = []
             for s in self.severities:
-                got = paired(op_key(op_name, s))
+                got = ref.paired(op_key(op_name, s))
                 if got is None:
                     continue
-                cond, ref, _ = got
-                per_sev[str(s)] = leaves(cond, ref)
+                cond, clean_rows, _ = got
+                per_sev[str(s)] = ref.leaves(cond, clean_rows)
                 cells.append(
                     {
                         "severity": s,
@@ -347,13 +325,6 @@ class DeviceSuite(Suite):
             metrics["ops"][op_name] = per_sev
             op_rows.append({"operation": op_name, "cells": cells})
         report["ops"] = {"severities": list(self.severities), "rows": op_rows}
-
-        # Real device shift.
-        if self.device_column is not None:
-            metrics["real"], report["real"] = self._real_shift(run, clean, clean_correct, seed)
-
-        self._thumbnails(run, report)
-        return SuiteOutput(metrics=metrics, checks=checks, report=report)
 
     def _summarise_profiles(
         self,
@@ -377,7 +348,7 @@ class DeviceSuite(Suite):
         for j, name in enumerate(names):
             p = preds[profile_key(name)]
             pos = {int(i): r for r, i in enumerate(np.asarray(p.index))}
-            mat[:, j] = _correct(p)[[pos[int(i)] for i in common]]
+            mat[:, j] = correct(p.logits, p.labels)[[pos[int(i)] for i in common]]
         mat[:, -1] = clean_correct[[clean_pos[int(i)] for i in common]]
         n = len(common)
         if n == 0:
@@ -386,7 +357,7 @@ class DeviceSuite(Suite):
             return
         acc = mat[:, :-1].mean(axis=0)
         worst_j = int(np.argmin(acc))
-        boot = _joint_bootstrap(mat, DEFAULT_BOOTSTRAP, seed)
+        boot = joint_mean_replicates(mat, DEFAULT_BOOTSTRAP, seed)
         boot_worst = boot[:, :-1].min(axis=1)
         clean_acc = mat[:, -1].mean()
         metrics["worst"] = {
@@ -415,7 +386,7 @@ class DeviceSuite(Suite):
             b = clean_correct[rest]
             acc_leaf = metric(a.mean(), len(a), bootstrap_mean_ci(a, seed=seed))
             if len(b):
-                drop = metric(b.mean() - a.mean(), len(a), _two_group_diff_ci(b, a, DEFAULT_BOOTSTRAP, seed), "lower",
+                drop = metric(b.mean() - a.mean(), len(a), binomial_difference_ci(b, a, DEFAULT_BOOTSTRAP, seed), "lower",
                               n_rest=int(len(b)))
             else:
                 drop = metric(None, len(a), None, "lower", n_rest=0)
@@ -444,7 +415,7 @@ class DeviceSuite(Suite):
         ids = [str(run.dataset.ids[int(i)]) for i in idx[:1]]
         x = torch.from_numpy(np.ascontiguousarray(images[:1])).permute(0, 3, 1, 2).float().div(255.0)
         report["thumbnail_id"] = ids[0]
-        report["thumbnail_clean"] = run.save_artifact("device_clean.png", _thumbnail_png(images[0]))
+        report["thumbnail_clean"] = run.save_artifact("device_clean.png", thumbnail_png(images[0], THUMBNAIL_PX, smooth="lanczos"))
         by_name = {p.name: p for p in self.profiles}
         ctx = BatchContext(ids=np.array(ids, dtype=object), labels=None, seed=int(run.seed))
         for row in report["profiles"]:
@@ -452,7 +423,7 @@ class DeviceSuite(Suite):
             cond = DeviceCondition(key=profile_key(prof.name), suite=self.name, ops=prof.ops)
             y = cond.apply(x, ctx)
             img = (y[0].permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
-            row["thumbnail"] = run.save_artifact(f"device_{prof.name}.png", _thumbnail_png(img))
+            row["thumbnail"] = run.save_artifact(f"device_{prof.name}.png", thumbnail_png(img, THUMBNAIL_PX, smooth="lanczos"))
 
 
 def _is_missing(v: Any) -> bool:

@@ -22,6 +22,8 @@ Options (``suites: {slices: {...}}`` in a suite preset):
   rest into ``(other)`` (default 50).
 - ``n_boot``: bootstrap replicates for every interval (default 1000; 0 disables intervals).
 - ``bootstrap``: ``auto`` | ``rows`` | ``counts`` (see :mod:`evalsuite.slices.bootstrap`).
+- ``n_bins``: equal-width confidence bins of the slice ECE (:func:`evalsuite.stats.width_bins`);
+  default: the calibration suite's ``n_bins`` when that suite is in the run, else 15.
 - ``conditions``: condition keys (shell-style patterns such as ``corruption/*/5``) audited
   besides ``clean`` (default: every condition except ``attack/sanity/*``).
 - ``max_accuracy_gap``: threshold of the built-in WARN check on each clean column's accuracy
@@ -31,8 +33,9 @@ Options (``suites: {slices: {...}}`` in a suite preset):
   5,000 rows; ``true``; ``false``).
 
 Gate paths (``docs/slices.md``): clean ``slices.<column>.<metric>.<summary>`` and
-``slices.derived.<property>.<metric>.<summary>``; other conditions insert the condition key with
-``/`` written as ``.``: ``slices.corruption.fog.3.ink_density.accuracy.difference``. Metrics:
+``slices.derived.<property>.<metric>.<summary>``; other conditions insert the condition's gate
+path (:func:`evalsuite.results.gate_path`, ``/`` written as ``.``):
+``slices.corruption.fog.3.ink_density.accuracy.difference``. Metrics:
 ``accuracy``, ``error_rate``, ``macro_recall``, ``ece``, ``nll``; summaries: ``difference``,
 ``ratio``, ``worst_group``, ``best_group``, ``difference_to_overall``, ``ratio_to_overall``,
 ``overall`` and ``by_group.<group>``; also ``equalized_odds_difference`` and
@@ -50,11 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.conditions import Condition
+from evalsuite.conditions import Condition, ConditionIdentity, condition_identity
 from evalsuite.errors import UsageError
+from evalsuite.gates import Bound, Gate
 from evalsuite.metric_specs import MetricSpec, specs_under
+from evalsuite.predictions import PredictionSet
+from evalsuite.results import gate_path
 from evalsuite.seeding import sample_seed
-from evalsuite.suites.base import PredictionSet, RunContext, Suite, SuiteOutput
+from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +71,16 @@ MAX_LINES = 10
 MAX_CONDITION_BARS = 24
 
 
-def condition_path_key(key: str) -> str:
-    """The key of a condition inside ``slices`` metrics: ``/`` written as ``.``."""
-    return key.replace("/", ".")
-
-
-def condition_family(key: str) -> str:
+def condition_family(ident: ConditionIdentity) -> str:
     """Column label of a condition in the heatmaps: corruptions are grouped by severity."""
-    parts = key.split("/")
-    if parts[0] == "corruption" and len(parts) == 3:
-        return f"corruption s{parts[2]}"
-    if parts[0] == "device" and len(parts) >= 2:
-        return "device " + "/".join(parts[1:])
-    if parts[0] == "attack" and len(parts) >= 3:
-        return f"attack {parts[1]} {'/'.join(parts[2:])}"
-    return key
+    parts = [str(p) for p in ident.parts]
+    if ident.kind == "corruption" and len(parts) == 2:
+        return f"corruption s{parts[1]}"
+    if ident.kind == "device" and parts:
+        return "device " + "/".join(parts)
+    if ident.kind == "attack" and len(parts) >= 2:
+        return f"attack {parts[0]} {'/'.join(parts[1:])}"
+    return ident.key
 
 
 @dataclass
@@ -95,6 +96,7 @@ class _Options:
     conditions: list[str] | None
     max_accuracy_gap: float | None
     fairlearn_check: str  # "auto" | "on" | "off"
+    n_bins: int | None = None  # None: the calibration suite's n_bins when it runs, else DEFAULT_N_BINS
 
 
 def _int_option(options: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
@@ -162,6 +164,7 @@ def parse_options(options: Mapping[str, Any]) -> _Options:
         conditions=_str_list(options, "conditions"),
         max_accuracy_gap=None if gap is None else float(gap),
         fairlearn_check={"auto": "auto", True: "on", False: "off"}[fl],
+        n_bins=None if options.get("n_bins") is None else _int_option(options, "n_bins", 15, 1),
     )
 
 
@@ -171,11 +174,24 @@ class SliceSuite(Suite):
     name = "slices"
     stage = "analysis"
     option_names = ("columns", "intersections", "derived", "min_group_size", "numeric_bins", "max_groups",
-                    "n_boot", "bootstrap", "conditions", "max_accuracy_gap", "fairlearn_check")
+                    "n_boot", "bootstrap", "conditions", "max_accuracy_gap", "fairlearn_check", "n_bins")
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        from evalsuite.slices.metrics import DEFAULT_N_BINS
+
         super().__init__(options)
         self.opts = parse_options(self.options)
+        self.n_bins = DEFAULT_N_BINS if self.opts.n_bins is None else self.opts.n_bins
+
+    def link_suites(self, suites: Sequence[Suite]) -> None:
+        """Called by the runner with every suite of the run: without its own ``n_bins`` option the
+        slice ECE bins like the calibration suite's ECE (its ``n_bins``) when that suite runs."""
+        if self.opts.n_bins is not None:
+            return
+        for suite in suites:
+            bins = getattr(suite, "n_bins", None)
+            if suite.name == "calibration" and isinstance(bins, int) and not isinstance(bins, bool):
+                self.n_bins = bins
 
     # -- slice columns ------------------------------------------------------------------------
 
@@ -278,15 +294,16 @@ class SliceSuite(Suite):
 
         o = self.opts
         keys, cond_notes = self.select_conditions(preds)
-        reserved = {"derived"} | {condition_path_key(k) for k in keys if k != "clean"}
+        reserved = {"derived"} | {gate_path(k) for k in keys if k != "clean"}
         columns, col_notes = self.build_columns(run, reserved)
         class_names = [str(c) for c in run.model.info.class_names]
         metrics: dict[str, Any] = {}
         audits: dict[str, dict[str, Any]] = {}
         rows_of: dict[str, RowStats] = {}
+        n_bins = self.n_bins
         for key in progress(keys, total=len(keys), desc="slices", unit="condition"):
             p = preds[key]
-            rows = RowStats.from_logits(p.labels, p.logits)
+            rows = RowStats.from_logits(p.labels, p.logits, n_bins=n_bins)
             rows_of[key] = rows
             audits[key] = {}
             for col in columns:
@@ -296,7 +313,7 @@ class SliceSuite(Suite):
                 )
                 audits[key][col.name] = a
                 node = audit_metrics(a, full=key == "clean")
-                target = metrics if key == "clean" else metrics.setdefault(condition_path_key(key), {})
+                target = metrics if key == "clean" else metrics.setdefault(gate_path(key), {})
                 if col.source == "derived":
                     target.setdefault("derived", {})[col.name] = node
                 else:
@@ -310,13 +327,13 @@ class SliceSuite(Suite):
         """Gate-path prefix of a column on a condition."""
         parts = ["slices"]
         if key != "clean":
-            parts.append(condition_path_key(key))
+            parts.append(gate_path(key))
         if col.source == "derived":
             parts.append("derived")
         parts.append(col.name)
         return ".".join(parts)
 
-    def _checks(self, columns: list[Any], clean: dict[str, Any]) -> list[dict[str, Any]]:
+    def _checks(self, columns: list[Any], clean: dict[str, Any]) -> list[Gate]:
         gap = self.opts.max_accuracy_gap
         if gap is None:
             return []
@@ -326,17 +343,14 @@ class SliceSuite(Suite):
             if a is None or a.value("s.accuracy.difference") is None or a.interval("s.accuracy.difference") is None:
                 continue
             path = self.metric_path(col)
-            checks.append({
-                "name": f"slices: {path[len('slices.'):]} accuracy gap",
-                "metric": f"{path}.accuracy.difference",
-                "max": gap,
-                "severity": "warn",
-                "bound": "ci_lower",
-                "description": (
+            checks.append(Gate.check(
+                f"slices: {path[len('slices.'):]} accuracy gap", f"{path}.accuracy.difference", max=gap,
+                bound=Bound.CI_LOWER,
+                description=(
                     f"Warn when the accuracy gap between the best and worst {col.name} group (groups of at least "
                     f"{self.opts.min_group_size} samples) exceeds {gap:.0%} even at the lower end of its 95% interval."
                 ),
-            })
+            ))
         return checks
 
     # -- report data --------------------------------------------------------------------------
@@ -349,13 +363,14 @@ class SliceSuite(Suite):
 
         o = self.opts
         clean = audits.get("clean", {})
+        families = {k: condition_family(condition_identity(k, preds[k].suite, preds[k].params)) for k in keys}
         col_reports = []
         for col in columns:
             entry: dict[str, Any] = {**col.describe(), "path": self.metric_path(col)}
             if col.name in clean:
                 entry["clean"] = audit_report(clean[col.name], full=True)
                 entry["fairlearn_check"] = self._fairlearn_check(col, clean[col.name], preds, rows_of)
-            entry["heatmap"] = self._heatmap(col, keys, audits)
+            entry["heatmap"] = self._heatmap(col, families, audits)
             entry["by_condition"] = self._condition_rows(col, keys, audits)
             ranked = [r for r in entry["by_condition"] if r["difference"] is not None]
             if len(ranked) > MAX_CONDITION_BARS:
@@ -367,6 +382,7 @@ class SliceSuite(Suite):
             "min_group_size": o.min_group_size,
             "n_boot": o.n_boot,
             "numeric_bins": o.numeric_bins,
+            "n_bins": self.n_bins,
             "max_accuracy_gap": o.max_accuracy_gap,
             "conditions": keys,
             "columns": col_reports,
@@ -382,9 +398,9 @@ class SliceSuite(Suite):
         if mode == "off" or (mode == "auto" and len(p) > FAIRLEARN_AUTO_LIMIT):
             return None
         from evalsuite.slices.reference import compare_with_metricframe
+        from evalsuite.stats import finite_rows
 
-        finite = np.all(np.isfinite(p.logits), axis=1)
-        if not finite.all():
+        if not finite_rows(p.logits).all():
             return {"skipped": "non-finite logits in the clean predictions"}
         res = compare_with_metricframe(a, p.labels, p.probs, np.asarray(col.groups, dtype=object)[col.take(p.index)])
         res["ok"] = bool(res["max_abs_diff"] <= 1e-9)
@@ -394,14 +410,14 @@ class SliceSuite(Suite):
         return res
 
     @staticmethod
-    def _heatmap(col: Any, keys: list[str], audits: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    def _heatmap(col: Any, families: dict[str, str], audits: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """Accuracy by group x condition family (corruptions averaged over types per severity)."""
         fams: dict[str, list[np.ndarray]] = {}
-        for key in keys:
+        for key, family in families.items():
             a = audits[key].get(col.name)
             if a is None:
                 continue
-            fams.setdefault(condition_family(key), []).append(np.where(a.n > 0, a.est["g.accuracy"], np.nan))
+            fams.setdefault(family, []).append(np.where(a.n > 0, a.est["g.accuracy"], np.nan))
         if len(fams) < 2:
             return None
         labels = list(fams)
@@ -449,7 +465,7 @@ class SliceSuite(Suite):
         Lines are ranked by how far the group's drop exceeds the drop over all samples, using
         the lower end of its CI; every column gets its worst line, the rest fill up to ten.
         """
-        from evalsuite.slices.bootstrap import group_mean_ci
+        from evalsuite.stats import multinomial_mean_ci
 
         if "clean" not in preds:
             return []
@@ -475,8 +491,8 @@ class SliceSuite(Suite):
                     continue
                 codes = col.take(p.index[ok])
                 if self.opts.n_boot:
-                    means, ci = group_mean_ci(drop, codes, col.n_groups, self.opts.n_boot,
-                                              sample_seed(run.seed, f"slices-drop/{key}", col.name))
+                    means, ci = multinomial_mean_ci(drop, codes, col.n_groups, self.opts.n_boot,
+                                                    sample_seed(run.seed, f"slices-drop/{key}", col.name))
                 else:
                     means, ci = self._means(drop, codes, col.n_groups), np.full((col.n_groups, 2), np.nan)
                 sizes = np.bincount(codes, minlength=col.n_groups)

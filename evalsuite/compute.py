@@ -1,4 +1,8 @@
-"""``--device``: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``, checked against what torch can see."""
+"""The compute device, ``--device``: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``, checked against torch.
+
+This is where models run and conditions generate their tensors. It is not a *capture* device:
+the camera / ISP / codec profiles of the ``device`` suite live in :mod:`evalsuite.devices`.
+"""
 
 from __future__ import annotations
 
