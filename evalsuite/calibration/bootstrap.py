@@ -202,6 +202,126 @@ DIRECTIONS = {
 }
 
 
+#: Metrics computed from the equal-width top-label bin sums (one weighted bincount per replicate).
+_TOP_LABEL_BINNED = ("ece", "mce", "overconfidence_share")
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    """Per-sample quantities of one set of predictions, computed once for the point estimates and
+    reused by every bootstrap replicate (which only re-weights them)."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    z: np.ndarray  # logits / temperature, float64
+    tl: TopLabel
+    wbins: np.ndarray  # equal-width bin of each top-label confidence
+    n_bins: int
+
+    @classmethod
+    def from_logits(cls, logits: Any, labels: Any, temperature: float, n_bins: int) -> _Predictions:
+        z = np.asarray(logits, dtype=np.float64) / float(temperature)
+        y = np.asarray(labels, dtype=np.int64)
+        probs = softmax(z)
+        tl = top_label(probs, y)
+        return cls(probs, y, z, tl, width_bins(tl.confidence, n_bins), n_bins)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.probs.shape
+
+    def sample_means(self) -> dict[str, np.ndarray]:
+        """The per-sample values of the metrics that are means (a replicate's value is their ``w``-weighted mean)."""
+        tl = self.tl
+        return {
+            "brier": per_sample_brier(self.probs, self.labels),
+            "nll": per_sample_nll_from_logits(self.z, self.labels),
+            "confidence_gap": tl.confidence - tl.correct,
+            "mean_confidence": tl.confidence,
+            "accuracy": tl.correct,
+        }
+
+
+def _wanted(include: tuple[str, ...] | None, classwise: bool) -> tuple[tuple[str, ...], set[str]]:
+    """(requested metric names in output order, the subset to compute); rejects unknown names."""
+    names = tuple(DIRECTIONS) if include is None else tuple(include)
+    unknown = sorted(set(names) - set(DIRECTIONS))
+    if unknown:
+        raise ValueError(f"unknown calibration metric(s) {', '.join(unknown)}; valid: {', '.join(DIRECTIONS)}")
+    want = set(names)
+    if not classwise:
+        want.discard("classwise_ece")
+    return names, want
+
+
+def _point_estimates(p: _Predictions, means: dict[str, np.ndarray], want: set[str]) -> dict[str, float]:
+    """Every metric's value on the data as given (all counts 1); classwise ECE only when wanted."""
+    tl, n_bins = p.tl, p.n_bins
+    n = len(tl)
+    counts, s_conf, s_corr = bin_sums(p.wbins, tl, n_bins)
+    mbins = edge_bins(tl.confidence, mass_edges(tl.confidence, n_bins))
+    rc_groups = tie_groups(tl.confidence)
+    err_sorted = 1.0 - tl.correct[rc_groups.order]
+    n_g = np.diff(np.r_[rc_groups.starts, n]).astype(np.float64)
+    aurc_v = float(aurc_from_groups(n_g, np.add.reduceat(err_sorted, rc_groups.starts), harmonic_table(n)))
+    point = {
+        "ece": ece_from_sums(counts, s_conf, s_corr),
+        "adaptive_ece": ece_from_sums(*bin_sums(mbins, tl, n_bins)),
+        "mce": mce_from_sums(counts, s_conf, s_corr),
+        "brier": float(means["brier"].mean()),
+        "nll": float(means["nll"].mean()),
+        "overconfidence_share": overconfidence_from_sums(s_conf, s_corr),
+        "confidence_gap": float(tl.confidence.mean() - tl.correct.mean()),
+        "mean_confidence": float(tl.confidence.mean()),
+        "accuracy": float(tl.correct.mean()),
+        "aurc": aurc_v,
+        "eaurc": aurc_v - optimal_aurc(n, float(err_sorted.sum())),
+    }
+    if "classwise_ece" in want:
+        point["classwise_ece"] = float(np.abs(classwise_gaps(p.probs, p.labels, n_bins)).sum(axis=1).mean() / n)
+    return point
+
+
+def _add_replicates(
+    acc: _Acc, p: _Predictions, means: dict[str, np.ndarray], w: np.ndarray, want: set[str], classwise_boot: bool
+) -> None:
+    """Add one block of replicates (resampling counts ``w``, ``(m, n)``) of every wanted metric to ``acc``."""
+    tl, n_bins = p.tl, p.n_bins
+    tot = w.sum(axis=1)
+    if want.intersection(_TOP_LABEL_BINNED):
+        cnt, sc, sr = weighted_bin_sums(p.wbins, tl, w, n_bins)
+        acc.add("ece", ece_from_sums(cnt, sc, sr))
+        acc.add("mce", mce_from_sums(cnt, sc, sr))
+        acc.add("overconfidence_share", overconfidence_from_sums(sc, sr))
+    if "adaptive_ece" in want:
+        mb = weighted_mass_bins(tl.confidence, w, n_bins)
+        acc.add("adaptive_ece", ece_from_sums(*weighted_bin_sums(mb, tl, w, n_bins)))
+    for name, values in means.items():
+        if name in want:
+            acc.add(name, w @ values / tot)
+    if want & {"aurc", "eaurc"}:
+        a, ea = weighted_aurc(tl, w)
+        acc.add("aurc", a)
+        acc.add("eaurc", ea)
+    if classwise_boot and "classwise_ece" in want:
+        acc.add("classwise_ece", weighted_classwise(p.probs, p.labels, w, n_bins))
+
+
+def _leaf_extra(name: str, n_bins: int, classwise_boot: bool, n_boot: int, shape: tuple[int, int]) -> dict[str, Any]:
+    """The binning facts of a leaf (``n_bins``, ``binning``) and why its interval was skipped, if it was."""
+    extra: dict[str, Any] = {}
+    if name in ("ece", "mce", "overconfidence_share", "classwise_ece"):
+        extra["n_bins"] = int(n_bins)
+        extra["binning"] = "equal-width"
+    elif name == "adaptive_ece":
+        extra["n_bins"] = int(n_bins)
+        extra["binning"] = "equal-mass"
+    if name == "classwise_ece" and not classwise_boot:
+        n, c = shape
+        extra["ci_skipped"] = f"bootstrap too large ({n_boot} x {n} x {c} > {CLASSWISE_CI_BUDGET})"
+    return extra
+
+
 def calibration_leaves(
     logits: Any,
     labels: Any,
@@ -233,89 +353,28 @@ def calibration_leaves(
     put the whole interval above a small estimate): an ECE below ``consistency_95`` cannot be told
     apart from perfect calibration with this many samples.
     """
-    names = tuple(DIRECTIONS) if include is None else tuple(include)
-    unknown = sorted(set(names) - set(DIRECTIONS))
-    if unknown:
-        raise ValueError(f"unknown calibration metric(s) {', '.join(unknown)}; valid: {', '.join(DIRECTIONS)}")
-    want = set(names)
+    names, want = _wanted(include, classwise)
     n_bins = check_n_bins(n_bins)
-    if not classwise:
-        want.discard("classwise_ece")
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    y = np.asarray(labels, dtype=np.int64)
-    probs = softmax(z)
-    tl = top_label(probs, y)
-    n, c = probs.shape
-    wbins = width_bins(tl.confidence, n_bins)
-    counts, s_conf, s_corr = bin_sums(wbins, tl, n_bins)
-    mbins = edge_bins(tl.confidence, mass_edges(tl.confidence, n_bins))
-    brier_i = per_sample_brier(probs, y)
-    nll_i = per_sample_nll_from_logits(z, y)
-    rc_groups = tie_groups(tl.confidence)
-    err_sorted = 1.0 - tl.correct[rc_groups.order]
-    n_g = np.diff(np.r_[rc_groups.starts, n]).astype(np.float64)
-    aurc_v = float(aurc_from_groups(n_g, np.add.reduceat(err_sorted, rc_groups.starts), harmonic_table(n)))
-    point = {
-        "ece": ece_from_sums(counts, s_conf, s_corr),
-        "adaptive_ece": ece_from_sums(*bin_sums(mbins, tl, n_bins)),
-        "mce": mce_from_sums(counts, s_conf, s_corr),
-        "brier": float(brier_i.mean()),
-        "nll": float(nll_i.mean()),
-        "overconfidence_share": overconfidence_from_sums(s_conf, s_corr),
-        "confidence_gap": float(tl.confidence.mean() - tl.correct.mean()),
-        "mean_confidence": float(tl.confidence.mean()),
-        "accuracy": float(tl.correct.mean()),
-        "aurc": aurc_v,
-        "eaurc": aurc_v - optimal_aurc(n, float(err_sorted.sum())),
-    }
+    p = _Predictions.from_logits(logits, labels, temperature, n_bins)
+    n, c = p.shape
+    means = p.sample_means()
+    point = _point_estimates(p, means, want)
     classwise_boot = n_boot * n * c <= CLASSWISE_CI_BUDGET
-    if "classwise_ece" in want:
-        point["classwise_ece"] = float(np.abs(classwise_gaps(probs, y, n_bins)).sum(axis=1).mean() / n)
-
     acc = _Acc({})
-    top_names = {"ece", "mce", "overconfidence_share"}
-    mean_names = {"brier": brier_i, "nll": nll_i, "confidence_gap": tl.confidence - tl.correct,
-                  "mean_confidence": tl.confidence, "accuracy": tl.correct}
     for w in count_blocks(n, n_boot, seed):
-        tot = w.sum(axis=1)
-        if want & top_names:
-            cnt, sc, sr = weighted_bin_sums(wbins, tl, w, n_bins)
-            acc.add("ece", ece_from_sums(cnt, sc, sr))
-            acc.add("mce", mce_from_sums(cnt, sc, sr))
-            acc.add("overconfidence_share", overconfidence_from_sums(sc, sr))
-        if "adaptive_ece" in want:
-            mb = weighted_mass_bins(tl.confidence, w, n_bins)
-            acc.add("adaptive_ece", ece_from_sums(*weighted_bin_sums(mb, tl, w, n_bins)))
-        for name, values in mean_names.items():
-            if name in want:
-                acc.add(name, w @ values / tot)
-        if want & {"aurc", "eaurc"}:
-            a, ea = weighted_aurc(tl, w)
-            acc.add("aurc", a)
-            acc.add("eaurc", ea)
-        if classwise_boot and "classwise_ece" in want:
-            acc.add("classwise_ece", weighted_classwise(probs, y, w, n_bins))
+        _add_replicates(acc, p, means, w, want, classwise_boot)
 
     leaves: dict[str, dict[str, Any]] = {}
     for name in names:
         if name not in want:
             continue
-        value = point[name]
-        extra: dict[str, Any] = {}
-        if name in ("ece", "mce", "overconfidence_share", "classwise_ece"):
-            extra["n_bins"] = int(n_bins)
-            extra["binning"] = "equal-width"
-        elif name == "adaptive_ece":
-            extra["n_bins"] = int(n_bins)
-            extra["binning"] = "equal-mass"
-        if name == "classwise_ece" and not classwise_boot:
-            extra["ci_skipped"] = f"bootstrap too large ({n_boot} x {n} x {c} > {CLASSWISE_CI_BUDGET})"
+        extra = _leaf_extra(name, n_bins, classwise_boot, n_boot, (n, c))
         interval = acc.ci(name, level)
         if interval is not None:
             extra["n_boot"] = int(n_boot)
         if name == "ece":
-            extra["consistency_95"] = consistency_ece(tl, wbins, n_bins, seed=seed)
-        leaves[name] = metric(value, n, interval, DIRECTIONS[name], **extra)
+            extra["consistency_95"] = consistency_ece(p.tl, p.wbins, n_bins, seed=seed)
+        leaves[name] = metric(point[name], n, interval, DIRECTIONS[name], **extra)
     return leaves
 
 

@@ -243,6 +243,192 @@ def verify(
     return checks
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The options every step of :func:`calibrate_model` shares (where and how to predict, ECE bins)."""
+
+    device: str
+    batch_size: int
+    workers: int | None
+    n_bins: int
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    """The loaded model and its logits on ``--data``: the fit, the bake and the checks all read them."""
+
+    model: Any
+    dataset: Any
+    labels: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def info(self) -> Any:
+        return self.model.info
+
+
+@dataclass(frozen=True)
+class _CalibrationPart:
+    """Where ``T`` is fitted (its logits and labels) and which ``--data`` samples are held out."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    heldout: np.ndarray
+    record: dict[str, Any]
+
+
+def _check_options(calibration_fraction: float, calibration_data: str | None, n_bins: int) -> float:
+    """Reject bad options before any model is loaded; returns the validated calibration fraction."""
+    from evalsuite.calibration.split import check_fraction
+
+    if calibration_data is None:
+        calibration_fraction = check_fraction(calibration_fraction, "--calibration-fraction")
+    if int(n_bins) < 1:
+        raise UsageError(f"--n-bins must be a positive integer, got {n_bins}")
+    return calibration_fraction
+
+
+def _predict_data(
+    model: str, data: str, settings: _Settings, checkpoint: str | None, overrides: dict[str, Any] | None
+) -> _Predictions:
+    """Load the model (flags applied) and predict every sample of ``data`` with labels in its class order."""
+    from evalsuite.data import open_dataset, resolve_labels
+    from evalsuite.models import load_model
+
+    m = load_model(model, device=settings.device, checkpoint=checkpoint, overrides=overrides or None)
+    dataset = open_dataset(data)
+    labels = resolve_labels(dataset, list(m.info.class_names))
+    logits = _predict(m, dataset, labels, settings.batch_size, settings.workers, "predict")
+    return _Predictions(m, dataset, labels, logits)
+
+
+def _calibration_part(
+    pred: _Predictions, calibration_data: str | None, fraction: float, seed: int, settings: _Settings
+) -> _CalibrationPart:
+    """The fitting samples: all of ``calibration_data`` (holding out all of ``--data``), or the
+    calibration side of a seeded stratified split of ``--data`` (holding out the rest)."""
+    from evalsuite.calibration.split import stratified_split
+    from evalsuite.data import open_dataset, resolve_labels
+
+    if calibration_data is None:
+        split = stratified_split(pred.dataset.ids, pred.labels, fraction, seed)
+        return _CalibrationPart(
+            pred.logits[split.calibration], pred.labels[split.calibration], split.heldout, split.record()
+        )
+    cds = open_dataset(calibration_data)
+    c_labels = resolve_labels(cds, list(pred.info.class_names))
+    c_logits = _predict(pred.model, cds, c_labels, settings.batch_size, settings.workers, "predict calibration data")
+    record = {
+        "source": "calibration_data",
+        "data": cds.name,
+        "fingerprint": cds.fingerprint,
+        "n_calibration": int(len(c_labels)),
+        "n_heldout": int(len(pred.labels)),
+    }
+    return _CalibrationPart(c_logits, c_labels, np.arange(len(pred.labels)), record)
+
+
+def _stored_temperature(model: str, kind: str, m: Any, temperature: float) -> tuple[float, float]:
+    """(``T`` as the calibrated model will store it, relative tolerance of the logits check).
+
+    ONNX stores ``T`` in the logits' element type; TorchScript wrappers in float32. float16 /
+    bfloat16 models get two bfloat16 epsilons of tolerance (which cover float16 too).
+    """
+    from evalsuite.calibration.onnx_bake import baked_value, output_elem_type
+
+    if kind == "onnx":
+        import onnx
+
+        proto = onnx.load(str(Path(model).expanduser()), load_external_data=False)
+        elem = output_elem_type(proto, m.info.extra.get("output_name"))
+        stored = baked_value(temperature, elem)
+        low_precision = elem in (10, 16)  # FLOAT16, BFLOAT16
+    else:
+        stored = float(np.float32(temperature))
+        low_precision = str(getattr(m, "_dtype", "")) in ("torch.float16", "torch.bfloat16")
+    return stored, (2 * 7.8125e-3 if low_precision else RTOL)
+
+
+def _calibrated_meta(
+    pred: _Predictions, part: _CalibrationPart, fit: Any, held: dict[str, Any], stored: float
+) -> dict[str, Any]:
+    """The calibrated model's metadata: the original's, the total temperature and a record of
+    the data, the split, the fit and the held-out numbers (what a later reader needs to trust ``T``)."""
+    from evalsuite.calibration.onnx_bake import calibrated_metadata
+
+    info, dataset = pred.info, pred.dataset
+    record = {
+        "data": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n": int(len(pred.labels))},
+        "split": part.record,
+        "fit": {k: v for k, v in fit.to_dict().items() if k != "temperature"},
+        "heldout": held,
+        "source_model_sha256": info.sha256,
+        "tool": "evalsuite calibrate",
+    }
+    return calibrated_metadata(base_metadata(info), stored, record)
+
+
+def _metadata_check(calibrated: Any, original: Any, total: float) -> Check:
+    """The calibrated model, loaded as a user would, reports the total ``T`` and the original preprocessing."""
+    ok = (
+        math.isclose(calibrated.temperature, total, rel_tol=1e-9)
+        and tuple(calibrated.class_names) == tuple(original.class_names)
+        and tuple(calibrated.input_size) == tuple(original.input_size)
+        and tuple(calibrated.mean) == tuple(original.mean)
+        and tuple(calibrated.std) == tuple(original.std)
+    )
+    return Check(
+        "metadata",
+        ok,
+        f"temperature {calibrated.temperature:.6g} (expected {total:.6g}); preprocessing "
+        + ("unchanged" if ok else "differs from the original"),
+    )
+
+
+def _bake_and_verify(
+    outcome: CalibrateOutcome,
+    pred: _Predictions,
+    meta: dict[str, Any],
+    heldout: np.ndarray,
+    out: Path,
+    settings: _Settings,
+    rtol: float,
+) -> None:
+    """Write the calibrated model to a temporary file beside ``out``, load and check it (checks go
+    into ``outcome``), and move it into place only when every check passed; the temporary file
+    never survives, so a failed or interrupted run leaves nothing behind."""
+    from evalsuite.calibration.onnx_bake import bake_onnx, bake_torchscript
+    from evalsuite.models import load_model
+
+    source, stored, info = Path(outcome.model).expanduser(), outcome.temperature, pred.info
+    tmp = out.with_name(f".{out.stem}.calibrating-{os.getpid()}{out.suffix}")
+    try:
+        if outcome.format == "onnx":
+            bake_onnx(source, tmp, stored, meta, output=info.extra.get("output_name"))
+        else:
+            bake_torchscript(source, tmp, stored, meta)
+        cal_model = load_model(str(tmp), device=settings.device)
+        outcome.checks.append(_metadata_check(cal_model.info, info, outcome.temperature_total))
+        new_logits = _predict(cal_model, pred.dataset, pred.labels, settings.batch_size, settings.workers, "verify")
+        outcome.checks.extend(verify(pred.logits, new_logits, stored, pred.labels, heldout, settings.n_bins, rtol))
+        if outcome.passed:
+            os.replace(tmp, out)
+            outcome.written = True
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _raise_if_failed(outcome: CalibrateOutcome, out: Path) -> None:
+    """:class:`VerificationError` naming the failed checks (the outcome attached for the CLI's summary)."""
+    if outcome.passed:
+        return
+    failed = "; ".join(f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed)
+    err = VerificationError(f"calibrated model failed verification ({failed}); {out} not written")
+    err.outcome = outcome  # type: ignore[attr-defined]
+    raise err
+
+
 def calibrate_model(
     model: str,
     data: str,
@@ -259,121 +445,39 @@ def calibrate_model(
     overrides: dict[str, Any] | None = None,
     force: bool = False,
 ) -> CalibrateOutcome:
-    """Fit, bake and verify (see the module docstring). Raises :class:`VerificationError` on a failed check."""
-    from evalsuite.calibration.onnx_bake import (
-        bake_onnx,
-        bake_torchscript,
-        baked_value,
-        calibrated_metadata,
-        output_elem_type,
-    )
-    from evalsuite.calibration.split import check_fraction, stratified_split
+    """Fit, bake and verify (see the module docstring). Raises :class:`VerificationError` on a failed check.
+
+    Every option is validated before the model is loaded, and nothing is written unless the
+    calibrated copy passes every check.
+    """
     from evalsuite.calibration.temperature import fit_temperature
-    from evalsuite.data import open_dataset, resolve_labels
-    from evalsuite.models import load_model
 
     model = str(model)
     kind = _model_kind(model)
     out = _check_output(model, output, kind, force)
-    if calibration_data is None:
-        calibration_fraction = check_fraction(calibration_fraction, "--calibration-fraction")
-    if int(n_bins) < 1:
-        raise UsageError(f"--n-bins must be a positive integer, got {n_bins}")
+    calibration_fraction = _check_options(calibration_fraction, calibration_data, n_bins)
+    settings = _Settings(device=device, batch_size=batch_size, workers=workers, n_bins=n_bins)
+    pred = _predict_data(model, data, settings, checkpoint, overrides)
+    part = _calibration_part(pred, calibration_data, calibration_fraction, seed, settings)
 
-    m = load_model(model, device=device, checkpoint=checkpoint, overrides=overrides or None)
-    info = m.info
-    dataset = open_dataset(data)
-    labels = resolve_labels(dataset, list(info.class_names))
-    logits = _predict(m, dataset, labels, batch_size, workers, "predict")
-
-    if calibration_data is not None:
-        cds = open_dataset(calibration_data)
-        c_labels = resolve_labels(cds, list(info.class_names))
-        c_logits = _predict(m, cds, c_labels, batch_size, workers, "predict calibration data")
-        heldout = np.arange(len(labels))
-        split_record = {
-            "source": "calibration_data",
-            "data": cds.name,
-            "fingerprint": cds.fingerprint,
-            "n_calibration": int(len(c_labels)),
-            "n_heldout": int(len(labels)),
-        }
-    else:
-        split = stratified_split(dataset.ids, labels, calibration_fraction, seed)
-        c_logits, c_labels, heldout = logits[split.calibration], labels[split.calibration], split.heldout
-        split_record = split.record()
-
-    fit = fit_temperature(c_logits, c_labels)
+    fit = fit_temperature(part.logits, part.labels)
     if not fit.converged:
         raise VerificationError(f"temperature fit failed: {fit.message}; nothing written")
+    stored, rtol = _stored_temperature(model, kind, pred.model, fit.temperature)
+    held = _heldout_numbers(pred.logits[part.heldout], pred.labels[part.heldout], stored, n_bins)
+    meta = _calibrated_meta(pred, part, fit, held, stored)
 
-    if kind == "onnx":
-        import onnx
-
-        elem = output_elem_type(onnx.load(str(Path(model).expanduser()), load_external_data=False), info.extra.get("output_name"))
-        stored = baked_value(fit.temperature, elem)
-        low_precision = elem in (10, 16)  # FLOAT16, BFLOAT16
-    else:
-        stored = float(np.float32(fit.temperature))
-        low_precision = str(getattr(m, "_dtype", "")) in ("torch.float16", "torch.bfloat16")
-    rtol = 2 * 7.8125e-3 if low_precision else RTOL  # two bfloat16 epsilons cover float16 too
-    held = _heldout_numbers(logits[heldout], labels[heldout], stored, n_bins)
-    record = {
-        "data": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n": int(len(labels))},
-        "split": split_record,
-        "fit": {k: v for k, v in fit.to_dict().items() if k != "temperature"},
-        "heldout": held,
-        "source_model_sha256": info.sha256,
-        "tool": "evalsuite calibrate",
-    }
-    meta = calibrated_metadata(base_metadata(info), stored, record)
-    total = float(meta["temperature"])
-
-    tmp = out.with_name(f".{out.stem}.calibrating-{os.getpid()}{out.suffix}")
     outcome = CalibrateOutcome(
         model=model,
         output=str(out),
         format=kind,
         temperature=stored,
-        temperature_total=total,
+        temperature_total=float(meta["temperature"]),
         fit=fit.to_dict(),
-        split=split_record,
+        split=part.record,
         heldout=held,
     )
-    try:
-        if kind == "onnx":
-            bake_onnx(Path(model).expanduser(), tmp, stored, meta, output=info.extra.get("output_name"))
-        else:
-            bake_torchscript(Path(model).expanduser(), tmp, stored, meta)
-        cal_model = load_model(str(tmp), device=device)
-        ci = cal_model.info
-        meta_ok = (
-            math.isclose(ci.temperature, total, rel_tol=1e-9)
-            and tuple(ci.class_names) == tuple(info.class_names)
-            and tuple(ci.input_size) == tuple(info.input_size)
-            and tuple(ci.mean) == tuple(info.mean)
-            and tuple(ci.std) == tuple(info.std)
-        )
-        outcome.checks.append(
-            Check(
-                "metadata",
-                meta_ok,
-                f"temperature {ci.temperature:.6g} (expected {total:.6g}); preprocessing "
-                + ("unchanged" if meta_ok else "differs from the original"),
-            )
-        )
-        new_logits = _predict(cal_model, dataset, labels, batch_size, workers, "verify")
-        outcome.checks.extend(verify(logits, new_logits, stored, labels, heldout, n_bins, rtol))
-        if outcome.passed:
-            os.replace(tmp, out)
-            outcome.written = True
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if not outcome.passed:
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in outcome.checks if not c.passed)
-        err = VerificationError(f"calibrated model failed verification ({failed}); {out} not written")
-        err.outcome = outcome  # type: ignore[attr-defined]
-        raise err
+    _bake_and_verify(outcome, pred, meta, part.heldout, out, settings, rtol)
+    _raise_if_failed(outcome, out)
     log.info("wrote %s (T = %.4f)", out, stored)
     return outcome

@@ -161,6 +161,83 @@ def _as_tensors(logits: Any, labels: Any) -> tuple[Any, Any]:
     return z, y
 
 
+def _default_chunk_elements(z: Any) -> int:
+    """Elements per streamed chunk: 2**24 on CUDA (fewer, larger kernels), 2**20 on CPU (cache-sized)."""
+    return (1 << 24) if z.device.type == "cuda" else (1 << 20)
+
+
+def _no_optimum(obj: _Objective) -> TemperatureFit:
+    """The unconverged fit for data whose NLL has no interior minimum (``obj.separable`` or
+    ``obj.no_signal``; the NLL is convex in 1/T, so these are exactly those cases)."""
+    f0 = obj(1.0)[0]
+    message = (
+        "every calibration sample is classified correctly (label logit = row maximum): the NLL keeps "
+        "falling as T -> 0, so there is no finite optimum; use more or harder calibration data"
+        if obj.separable
+        else "the label logit is on average at or below the mean logit: the NLL is smallest for uniform "
+        "predictions (T -> infinity); the model or the label mapping looks wrong"
+    )
+    log.warning("temperature fit: %s", message)
+    return TemperatureFit(math.nan, f0, f0, obj.n, obj.evaluations, False, message, None)
+
+
+class _BestTracking:
+    """SciPy objective over ``theta = log T`` that remembers the first value and the best point seen.
+
+    L-BFGS-B may end on a worse point than one it evaluated; the fit reports the best one.
+    """
+
+    def __init__(self, obj: _Objective) -> None:
+        self.obj = obj
+        self.f0: float | None = None
+        self.theta = self.f = self.grad = math.nan
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        th = float(x[0])
+        s = math.exp(-th)
+        f, dfds, _ = self.obj(s)
+        grad = -s * dfds
+        if self.f0 is None or f < self.f:  # the first evaluation, or a better one
+            if self.f0 is None:
+                self.f0 = f
+            self.theta, self.f, self.grad = th, f, grad
+        return f, np.array([grad])
+
+
+def _minimise(obj: _Objective, max_iter: int, tolerance_grad: float) -> tuple[_BestTracking, Any]:
+    """Run L-BFGS-B from ``T = 1`` (see the module docstring); returns the tracker and SciPy's result."""
+    from scipy.optimize import minimize
+
+    track = _BestTracking(obj)
+    res = minimize(
+        track,
+        x0=np.zeros(1),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": int(max_iter), "gtol": float(tolerance_grad), "ftol": 1e-13, "maxcor": 10},
+    )
+    return track, res
+
+
+def _convergence(track: _BestTracking, res: Any, tolerance_grad: float) -> tuple[float, bool, str]:
+    """(``T`` at the best point, whether it is a usable optimum, the message saying so or why not).
+
+    Converged means a small gradient at the best point and ``T`` inside :data:`T_RANGE`.
+    """
+    temperature = math.exp(track.theta)
+    g_best, f_best = track.grad, track.f
+    converged = abs(g_best) <= max(10 * tolerance_grad, 1e-7 * max(1.0, abs(f_best)))
+    message = (
+        "converged"
+        if converged
+        else f"stopped with |dNLL/dlogT| = {abs(g_best):.3g} after {track.obj.evaluations} passes ({res.message})"
+    )
+    if not (T_RANGE[0] <= temperature <= T_RANGE[1]):
+        converged = False
+        message = f"temperature {temperature:.4g} outside [{T_RANGE[0]:g}, {T_RANGE[1]:g}]: no usable optimum"
+    return temperature, converged, message
+
+
 def fit_temperature(
     logits: Any,
     labels: Any,
@@ -185,64 +262,21 @@ def fit_temperature(
         :class:`TemperatureFit`; ``converged`` is False (with a ``message``) when there is no finite
         optimum, the search stopped without a small gradient, or ``T`` left ``T_RANGE``.
     """
-    from scipy.optimize import minimize
-
     z, y = _as_tensors(logits, labels)
     if chunk_elements is None:
-        chunk_elements = (1 << 24) if z.device.type == "cuda" else (1 << 20)
+        chunk_elements = _default_chunk_elements(z)
     obj = _Objective(z, y, chunk_elements)
     if obj.separable or obj.no_signal:
-        # The NLL is convex in 1/T; these are exactly the cases without an interior minimum.
-        f0 = obj(1.0)[0]
-        message = (
-            "every calibration sample is classified correctly (label logit = row maximum): the NLL keeps "
-            "falling as T -> 0, so there is no finite optimum; use more or harder calibration data"
-            if obj.separable
-            else "the label logit is on average at or below the mean logit: the NLL is smallest for uniform "
-            "predictions (T -> infinity); the model or the label mapping looks wrong"
-        )
-        log.warning("temperature fit: %s", message)
-        return TemperatureFit(math.nan, f0, f0, obj.n, obj.evaluations, False, message, None)
-    best: dict[str, float] = {}
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        th = float(x[0])
-        s = math.exp(-th)
-        f, dfds, _ = obj(s)
-        grad = -s * dfds
-        if "f0" not in best:
-            best["f0"] = f
-        if "f" not in best or f < best["f"]:
-            best.update(theta=th, f=f, grad=grad)
-        return f, np.array([grad])
-
-    res = minimize(
-        value_and_grad,
-        x0=np.zeros(1),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": int(max_iter), "gtol": float(tolerance_grad), "ftol": 1e-13, "maxcor": 10},
-    )
-    th, f_best, g_best = best["theta"], best["f"], best["grad"]
-    temperature = math.exp(th)
-    converged = abs(g_best) <= max(10 * tolerance_grad, 1e-7 * max(1.0, abs(f_best)))
-    message = (
-        "converged"
-        if converged
-        else f"stopped with |dNLL/dlogT| = {abs(g_best):.3g} after {obj.evaluations} passes ({res.message})"
-    )
-    if not (T_RANGE[0] <= temperature <= T_RANGE[1]):
-        converged = False
-        message = f"temperature {temperature:.4g} outside [{T_RANGE[0]:g}, {T_RANGE[1]:g}]: no usable optimum"
-    interval = None
-    if ci and converged:
-        interval = _sandwich_ci(obj, th)
+        return _no_optimum(obj)
+    track, res = _minimise(obj, max_iter, tolerance_grad)
+    temperature, converged, message = _convergence(track, res, tolerance_grad)
+    interval = _sandwich_ci(obj, track.theta) if ci and converged else None
     if not converged:
         log.warning("temperature fit: %s", message)
     return TemperatureFit(
         temperature=temperature,
-        nll_before=float(best["f0"]),
-        nll_after=float(f_best),
+        nll_before=float(track.f0),
+        nll_after=float(track.f),
         n=obj.n,
         evaluations=obj.evaluations,
         converged=bool(converged),
@@ -267,7 +301,7 @@ def _sandwich_ci(obj: _Objective, theta: float) -> tuple[float, float] | None:
 def nll_at_temperature(logits: Any, labels: Any, temperature: float) -> float:
     """Mean NLL of ``softmax(logits / temperature)`` (streamed, float64)."""
     z, y = _as_tensors(logits, labels)
-    obj = _Objective(z, y, (1 << 24) if z.device.type == "cuda" else (1 << 20))
+    obj = _Objective(z, y, _default_chunk_elements(z))
     return obj(1.0 / float(temperature))[0]
 
 

@@ -9,6 +9,7 @@ table data.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,21 +257,79 @@ def audit_groups(
     )
 
 
-def _bootstrap(
-    rows: RowStats, codes: np.ndarray, g: int, n_boot: int, seed: int, method: str, eligible: np.ndarray,
-    est: dict[str, np.ndarray], point: GroupStats, detail: bool, level: float,
+@dataclass(frozen=True)
+class _Resampling:
+    """What regenerates one audit's bootstrap replicates: the same seed gives the same draws, so a
+    second pass over them (when the rates were too many to keep) sees exactly the first pass's."""
+
+    rows: RowStats
+    codes: np.ndarray
+    g: int
+    n_boot: int
+    seed: int
+
+    def chunks(self, method: str) -> tuple[str, Iterator[GroupStats]]:
+        """(method used, iterator over chunks of replicate statistics)."""
+        return replicates(self.rows, self.codes, self.g, self.n_boot, self.seed, method)
+
+
+class _RateReplicates:
+    """Replicates of the per-group, per-class rates (:data:`RATES`) for the parity intervals.
+
+    Kept whole when ``keep`` (they fit in :data:`RATE_STORE_LIMIT`); otherwise only their running
+    moments (count, sum, sum of squares over non-NaN replicates) are kept, so memory stays at
+    groups x classes, and :meth:`passes` regenerates the replicates for the t statistics.
+    """
+
+    def __init__(self, keep: bool, g: int, c: int) -> None:
+        self.keep = keep
+        self._chunks: dict[str, list[np.ndarray]] = {r: [] for r in RATES}
+        self._moments = {r: np.zeros((3, g, c)) for r in RATES}
+        self._stored: dict[str, np.ndarray] = {}
+
+    def add(self, rate: str, x: np.ndarray) -> None:
+        """One chunk of replicates ``(m, g, c)`` of ``rate``."""
+        if self.keep:
+            self._chunks[rate].append(x)
+            return
+        ok = ~np.isnan(x)
+        mom = self._moments[rate]
+        mom[0] += ok.sum(axis=0)
+        mom[1] += np.where(ok, x, 0.0).sum(axis=0)
+        mom[2] += np.where(ok, x * x, 0.0).sum(axis=0)
+
+    def standard_errors(self) -> dict[str, np.ndarray]:
+        """Bootstrap standard error of every rate, ``(g, c)`` each (NaN replicates left out)."""
+        if self.keep:
+            self._stored = {r: np.concatenate(self._chunks[r], axis=0) for r in RATES}
+            return {r: bootstrap_se(self._stored[r]) for r in RATES}
+        se = {}
+        for r in RATES:
+            cnt, s1, s2 = self._moments[r]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean = np.where(cnt > 0, s1 / np.where(cnt > 0, cnt, 1), 0.0)
+                var = np.where(cnt > 1, s2 / np.where(cnt > 0, cnt, 1) - mean**2, 0.0)
+            se[r] = np.sqrt(np.maximum(var, 0.0))
+        return se
+
+    def passes(self, resampling: _Resampling, used: str) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(TPR, FPR, selection rate) replicate blocks: the stored ones (after :meth:`standard_errors`),
+        or a regeneration of the same replicates chunk by chunk."""
+        if self.keep:
+            return [(self._stored["tpr"], self._stored["fpr"], self._stored["selection_rate"])]
+        return (
+            (m["tpr"], m["fpr"], m["selection_rate"])
+            for m in (metrics_from_stats(ch) for ch in resampling.chunks(used)[1])
+        )
+
+
+def _replicate_metrics(
+    resampling: _Resampling, method: str, detail: bool, rates: _RateReplicates
 ) -> tuple[str, dict[str, np.ndarray]]:
-    """Replicates -> every interval. Rates by group are kept in memory when small, else their
-    moments are accumulated and a second pass over the same replicates (same seed) computes
-    the max-t statistics of equalized odds and demographic parity."""
-    c = rows.n_classes
-    keep_rates = n_boot * g * c * len(RATES) <= RATE_STORE_LIMIT
-    n_groups_rows = np.bincount(codes, minlength=g)
-    widen = t_factor(int(n_groups_rows[eligible].min()) if eligible.any() else 0, level)
-    used, chunks = replicates(rows, codes, g, n_boot, seed, method)
+    """(method used, replicates of every group and overall metric, ``(n_boot, ...)`` by key); the
+    rates also go to ``rates``."""
+    used, chunks = resampling.chunks(method)
     vals: dict[str, list[np.ndarray]] = {}
-    rates: dict[str, list[np.ndarray]] = {r: [] for r in RATES}
-    mom = {r: np.zeros((3, g, c)) for r in RATES}
     for chunk in chunks:
         gm = metrics_from_stats(chunk)
         om = metrics_from_stats(chunk.pooled())
@@ -278,25 +337,33 @@ def _bootstrap(
             vals.setdefault(f"g.{name}", []).append(gm[name])
             vals.setdefault(f"o.{name}", []).append(om[name][:, 0])
         for r in RATES:
-            if keep_rates:
-                rates[r].append(gm[r])
-            else:
-                x = gm[r]
-                ok = ~np.isnan(x)
-                mom[r][0] += ok.sum(axis=0)
-                mom[r][1] += np.where(ok, x, 0.0).sum(axis=0)
-                mom[r][2] += np.where(ok, x * x, 0.0).sum(axis=0)
+            rates.add(r, gm[r])
             if detail:
                 vals.setdefault(f"g.{r}", []).append(gm[r])
                 vals.setdefault(f"o.{r}", []).append(om[r][:, 0])
-    reps = {k: np.concatenate(v, axis=0) for k, v in vals.items()}
-    ci = {k: percentiles(v, level) for k, v in reps.items()}
-    # group means of per-sample values (accuracy, error rate, NLL): BCa intervals
+    return used, {k: np.concatenate(v, axis=0) for k, v in vals.items()}
+
+
+def _bca_intervals(
+    rows: RowStats, codes: np.ndarray, g: int, reps: dict[str, np.ndarray], est: dict[str, np.ndarray], level: float
+) -> dict[str, np.ndarray]:
+    """BCa intervals of the group means of per-sample values (accuracy, error rate, NLL), which
+    the percentile interval covers poorly in small groups."""
     finite = rows.finite.astype(np.float64)
     acc_a = mean_acceleration(rows.correct, codes, g)
     nll_a = mean_acceleration(rows.nll, codes, g, weights=finite)
-    for name, accel in (("accuracy", acc_a), ("error_rate", -acc_a), ("nll", nll_a)):
-        ci[f"g.{name}"] = bca_interval(reps[f"g.{name}"], est[f"g.{name}"], accel, level)
+    return {
+        f"g.{name}": bca_interval(reps[f"g.{name}"], est[f"g.{name}"], accel, level)
+        for name, accel in (("accuracy", acc_a), ("error_rate", -acc_a), ("nll", nll_a))
+    }
+
+
+def _summary_cis(
+    reps: dict[str, np.ndarray], est: dict[str, np.ndarray], eligible: np.ndarray, level: float, widen: float
+) -> dict[str, np.ndarray]:
+    """Simultaneous intervals of every metric's summaries (``s.<metric>.<summary>``), clipped to
+    the range the summary can take."""
+    ci = {}
     for name, direction in METRICS.items():
         lo, hi = METRIC_RANGE[name]
         ivs = _summary_intervals(reps[f"g.{name}"], reps[f"o.{name}"], est[f"g.{name}"], float(est[f"o.{name}"]),
@@ -304,50 +371,73 @@ def _bootstrap(
         for stat, iv in ivs.items():
             top = 1.0 if stat.startswith("ratio") else hi
             ci[f"s.{name}.{stat}"] = _clip(iv, 0.0 if stat != "worst_group" and stat != "best_group" else lo, top)
-    # equalized odds and demographic parity: pairwise max-t bands over eligible groups, per class
-    gm_point = metrics_from_stats(point)
-    if keep_rates:
-        stored = {r: np.concatenate(rates[r], axis=0) for r in RATES}
-        se = {r: bootstrap_se(stored[r]) for r in RATES}
-    else:
-        se = {}
-        for r in RATES:
-            cnt, s1, s2 = mom[r]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = np.where(cnt > 0, s1 / np.where(cnt > 0, cnt, 1), 0.0)
-                var = np.where(cnt > 1, s2 / np.where(cnt > 0, cnt, 1) - mean**2, 0.0)
-            se[r] = np.sqrt(np.maximum(var, 0.0))
-    bands = {r: PairBand(gm_point[r][0][eligible], se[r][eligible]) for r in RATES}
-    if keep_rates:
-        passes = [(stored["tpr"], stored["fpr"], stored["selection_rate"])]
-    else:
-        passes = (
-            (m["tpr"], m["fpr"], m["selection_rate"])
-            for m in (metrics_from_stats(ch) for ch in replicates(rows, codes, g, n_boot, seed, used)[1])
-        )
+    return ci
+
+
+def _parity_t(
+    bands: dict[str, PairBand], passes: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], eligible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-replicate, per-class max-t statistics of equalized odds (the larger of the TPR and FPR
+    bands' t) and of demographic parity (selection rate), ``(n_boot, c)`` each."""
     t_eo, t_dp = [], []
     for tpr, fpr, sr in passes:
         t_eo.append(np.fmax(bands["tpr"].t(tpr[:, eligible], per_class=True),
                             bands["fpr"].t(fpr[:, eligible], per_class=True)))
         t_dp.append(bands["selection_rate"].t(sr[:, eligible], per_class=True))
-    teo = np.concatenate(t_eo, axis=0)
-    tdp = np.concatenate(t_dp, axis=0)
+    return np.concatenate(t_eo, axis=0), np.concatenate(t_dp, axis=0)
+
+
+def _parity_cis(
+    bands: dict[str, PairBand], teo: np.ndarray, tdp: np.ndarray, c: int, level: float, widen: float
+) -> dict[str, np.ndarray]:
+    """Intervals of equalized odds and demographic parity, over all classes (critical value of the
+    max over classes) and per class (``eod.class`` / ``dp.class``, ``(2, c)``), clipped to [0, 1]."""
+    ci = {}
     c_eo = widen * critical_value(nanmax(teo, 1), level)
     c_dp = widen * critical_value(nanmax(tdp, 1), level)
+    eo_all = [bands[r].interval(c_eo) for r in ("tpr", "fpr")]
+    ci["eod"] = _clip((_nanmax2(eo_all[0][0], eo_all[1][0]), _nanmax2(eo_all[0][1], eo_all[1][1])), 0.0, 1.0)
+    ci["dp"] = _clip(bands["selection_rate"].interval(c_dp), 0.0, 1.0)
+    eoc = np.full((2, c), np.nan)
+    dpc = np.full((2, c), np.nan)
+    ck_eo = widen * critical_value(teo, level)
+    ck_dp = widen * critical_value(tdp, level)
+    for k in range(c):
+        a, b = bands["tpr"].interval(float(ck_eo[k]), cls=k), bands["fpr"].interval(float(ck_eo[k]), cls=k)
+        eoc[:, k] = _clip((_nanmax2(a[0], b[0]), _nanmax2(a[1], b[1])), 0.0, 1.0)
+        dpc[:, k] = _clip(bands["selection_rate"].interval(float(ck_dp[k]), cls=k), 0.0, 1.0)
+    ci["eod.class"] = eoc
+    ci["dp.class"] = dpc
+    return ci
+
+
+def _bootstrap(
+    rows: RowStats, codes: np.ndarray, g: int, n_boot: int, seed: int, method: str, eligible: np.ndarray,
+    est: dict[str, np.ndarray], point: GroupStats, detail: bool, level: float,
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Replicates -> every interval. Rates by group are kept in memory when small, else their
+    moments are accumulated and a second pass over the same replicates (same seed) computes
+    the max-t statistics of equalized odds and demographic parity.
+
+    Percentile intervals for group and overall metrics (BCa for the group means), simultaneous
+    max-t intervals for the summaries, all widened by the small-group ``t`` factor.
+    """
+    c = rows.n_classes
+    resampling = _Resampling(rows, codes, g, n_boot, seed)
+    n_groups_rows = np.bincount(codes, minlength=g)
+    widen = t_factor(int(n_groups_rows[eligible].min()) if eligible.any() else 0, level)
+    rates = _RateReplicates(n_boot * g * c * len(RATES) <= RATE_STORE_LIMIT, g, c)
+    used, reps = _replicate_metrics(resampling, method, detail, rates)
+    ci = {k: percentiles(v, level) for k, v in reps.items()}
+    ci.update(_bca_intervals(rows, codes, g, reps, est, level))
+    ci.update(_summary_cis(reps, est, eligible, level, widen))
+    # equalized odds and demographic parity: pairwise max-t bands over eligible groups, per class
+    gm_point = metrics_from_stats(point)
+    se = rates.standard_errors()
+    bands = {r: PairBand(gm_point[r][0][eligible], se[r][eligible]) for r in RATES}
+    teo, tdp = _parity_t(bands, rates.passes(resampling, used), eligible)
     if int(eligible.sum()) >= 2:
-        eo_all = [bands[r].interval(c_eo) for r in ("tpr", "fpr")]
-        ci["eod"] = _clip((_nanmax2(eo_all[0][0], eo_all[1][0]), _nanmax2(eo_all[0][1], eo_all[1][1])), 0.0, 1.0)
-        ci["dp"] = _clip(bands["selection_rate"].interval(c_dp), 0.0, 1.0)
-        eoc = np.full((2, c), np.nan)
-        dpc = np.full((2, c), np.nan)
-        ck_eo = widen * critical_value(teo, level)
-        ck_dp = widen * critical_value(tdp, level)
-        for k in range(c):
-            a, b = bands["tpr"].interval(float(ck_eo[k]), cls=k), bands["fpr"].interval(float(ck_eo[k]), cls=k)
-            eoc[:, k] = _clip((_nanmax2(a[0], b[0]), _nanmax2(a[1], b[1])), 0.0, 1.0)
-            dpc[:, k] = _clip(bands["selection_rate"].interval(float(ck_dp[k]), cls=k), 0.0, 1.0)
-        ci["eod.class"] = eoc
-        ci["dp.class"] = dpc
+        ci.update(_parity_cis(bands, teo, tdp, c, level, widen))
     return used, ci
 
 
