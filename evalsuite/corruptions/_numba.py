@@ -130,6 +130,12 @@ def _build_from_u8_hwc() -> Callable[..., Any]:
 
     return from_u8_hwc
 
+def _build_glass_shuffle() -> Callable[..., Any]:
+    from evalsuite.corruptions._numba_kernels import glass_shuffle
+
+    return glass_shuffle
+
+
 def _load_jpeg() -> Callable[..., Any]:
     """evalsuite.jpeg's CPU kernel (compiled once per machine, cached on disk by numba)."""
     from evalsuite.jpeg import cpu
@@ -146,4 +152,5 @@ _BUILDERS: dict[str, Callable[[], Callable[..., Any]]] = {
     "fog": _build_fog,
     "to_u8_hwc": _build_to_u8_hwc,
     "from_u8_hwc": _build_from_u8_hwc,
+    "glass_shuffle": _build_glass_shuffle,
 }

@@ -275,3 +275,37 @@ def from_u8_hwc(src, out, reverse):  # pragma: no cover - compiled
             for x in range(w):
                 out[ch, y, x] = _LEVELS[src[y, x, sc]]
     return out
+
+
+@njit(nogil=True, cache=True)
+def glass_shuffle(x, offsets, delta):  # pragma: no cover - compiled
+    # imagecorruptions' glass-blur pixel shuffle, the sequential loop over every image of the
+    # batch (in place): each swap reads pixels an earlier swap may have written.
+    n, c, h, w = x.shape
+    iters = offsets.shape[1]
+    for i in range(n):
+        for it in range(iters):
+            for hh in range(h - delta, delta, -1):
+                for ww in range(w - delta, delta, -1):
+                    dx = offsets[i, it, (h - delta) - hh, (w - delta) - ww, 0]
+                    dy = offsets[i, it, (h - delta) - hh, (w - delta) - ww, 1]
+                    for ch in range(c):
+                        x[i, ch, hh, ww] = x[i, ch, hh + dy, ww + dx]
+    return x
+
+
+@njit(cache=True)
+def glass_draws(seed, d0, d1, delta, iters):  # pragma: no cover - compiled
+    # The offsets imagecorruptions' numba glass blur draws from numba's own generator (seeded
+    # per call), for the parity check against that reference.
+    np.random.seed(seed)
+    rows = max(0, d0 - 2 * delta)
+    cols = max(0, d1 - 2 * delta)
+    out = np.zeros((iters, rows, cols, 2), dtype=np.int64)
+    for i in range(iters):
+        for h in range(d0 - delta, delta, -1):
+            for w in range(d1 - delta, delta, -1):
+                d = np.random.randint(-delta, delta, size=(2,))
+                out[i, (d0 - delta) - h, (d1 - delta) - w, 0] = d[0]
+                out[i, (d0 - delta) - h, (d1 - delta) - w, 1] = d[1]
+    return out

@@ -9,7 +9,6 @@ ImageNet-C's order (defocus, glass, motion, zoom), which is the listing order.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import torch
@@ -196,37 +195,11 @@ def glass_shuffle(q: torch.Tensor, offsets: torch.Tensor, delta: int) -> torch.T
     return q.reshape(-1).index_select(0, flat_index.view(-1)).view(n, c, h, w)
 
 
-_numba_kernel = None
-_numba_lock = threading.Lock()
-
-
 def _numba_shuffle():
-    """The reference's loop compiled with numba (CPU), run over every image of the batch; None without numba."""
-    global _numba_kernel
-    with _numba_lock:
-        if _numba_kernel is None:
-            try:
-                from numba import njit
-            except ImportError:  # pragma: no cover - numba comes with imagecorruptions-imaug
-                _numba_kernel = False
-                return None
+    """The reference's loop compiled with numba (CPU, cached on disk), or None without numba."""
+    from evalsuite.corruptions import _numba
 
-            @njit(cache=False, nogil=True)
-            def kernel(x, offsets, delta):  # pragma: no cover - compiled
-                n, c, h, w = x.shape
-                iters = offsets.shape[1]
-                for i in range(n):
-                    for it in range(iters):
-                        for hh in range(h - delta, delta, -1):
-                            for ww in range(w - delta, delta, -1):
-                                dx = offsets[i, it, (h - delta) - hh, (w - delta) - ww, 0]
-                                dy = offsets[i, it, (h - delta) - hh, (w - delta) - ww, 1]
-                                for ch in range(c):
-                                    x[i, ch, hh, ww] = x[i, ch, hh + dy, ww + dx]
-                return x
-
-            _numba_kernel = kernel
-    return _numba_kernel or None
+    return _numba.kernel("glass_shuffle") if _numba.available() else None
 
 
 @register_corruption("glass_blur", family="blur", benchmark=True,
@@ -243,7 +216,9 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
     offsets = draws["offsets"]
     if shuffle is None:
         # numba compiles on first use (seconds): worth it for batches, not for a thumbnail; both agree bit for bit
-        shuffle = "numba" if q.device.type == "cpu" and (q.shape[0] >= 4 or _numba_kernel) else "parallel"
+        from evalsuite.corruptions import _numba
+
+        shuffle = "numba" if _numba.worth_compiling("glass_shuffle", q) else "parallel"
     kernel = _numba_shuffle() if shuffle == "numba" else None
     if kernel is not None and offsets.shape[2] and offsets.shape[3]:
         from evalsuite.parallel import parallel_slices

@@ -20,37 +20,13 @@ import numpy as np
 from evalsuite.corruptions import blur, noise, weather
 
 
-def _numba_glass_draws():
-    from numba import njit
-
-    @njit(cache=False)
-    def draws(seed, d0, d1, delta, iters):  # pragma: no cover - compiled
-        np.random.seed(seed)
-        rows = max(0, d0 - 2 * delta)
-        cols = max(0, d1 - 2 * delta)
-        out = np.zeros((iters, rows, cols, 2), dtype=np.int64)
-        for i in range(iters):
-            for h in range(d0 - delta, delta, -1):
-                for w in range(d1 - delta, delta, -1):
-                    d = np.random.randint(-delta, delta, size=(2,))
-                    out[i, (d0 - delta) - h, (d1 - delta) - w, 0] = d[0]
-                    out[i, (d0 - delta) - h, (d1 - delta) - w, 1] = d[1]
-        return out
-
-    return draws
-
-
-_numba_draws = None
-
-
 def glass_offsets(seed: int, height: int, width: int, severity: int, numba_rng: bool) -> np.ndarray:
     """The reference's glass-blur offsets ``(iters, rows, cols, 2)`` for a seed."""
-    global _numba_draws
     _, delta, iters = blur.GLASS_BLUR[severity - 1]
     if numba_rng:
-        if _numba_draws is None:
-            _numba_draws = _numba_glass_draws()
-        return _numba_draws(int(seed), height, width, delta, iters)
+        from evalsuite.corruptions._numba_kernels import glass_draws
+
+        return glass_draws(int(seed), height, width, delta, iters)
     np.random.seed(seed)
     rows, cols = max(0, height - 2 * delta), max(0, width - 2 * delta)
     out = np.zeros((iters, rows, cols, 2), dtype=np.int64)

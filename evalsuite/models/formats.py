@@ -15,6 +15,7 @@ must never run code from the model file (no pickle) or open paths named in its m
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ _STATE_DICT_SUFFIXES = (".pth", ".bin", ".safetensors", ".ckpt")
 MODEL_FORMATS = Registry("model format", modules=BUILTIN_MODULES, group=ENTRY_POINT_GROUP)
 
 
-class ModelFormat:
+class ModelFormat(ABC):
     """One form of ``MODEL``: how to recognise it, load it and inspect it.
 
     Class attributes:
@@ -60,16 +61,16 @@ class ModelFormat:
             return spec.startswith(self.prefix)
         return Path(spec).suffix.lower() in self.suffixes
 
-    def check_spec(self, spec: str) -> None:
+    def check_spec(self, spec: str) -> None:  # noqa: B027 - optional hook: most formats accept any spec
         """Refuse a malformed ``spec`` of this format (ModelError), before anything is loaded."""
 
+    @abstractmethod
     def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> Any:
         """A :class:`~evalsuite.models.base.Model` for ``spec`` on ``device`` (``auto`` | ``cpu`` | ``cuda[:N]``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
         """What ``evalsuite inspect`` prints (see :func:`evalsuite.models.inspect_model`)."""
-        raise NotImplementedError
 
 
 def register_model_format(cls: type[ModelFormat]) -> type[ModelFormat]:

@@ -28,8 +28,9 @@ import io
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -501,8 +502,20 @@ def _torch_device(device: str) -> str:
     return resolve_device(device)
 
 
+class _TorchFileFormat(ModelFormat):
+    """A torch file format: ``loader(path, device=, overrides=)`` loads it, and inspection loads it too."""
+
+    loader: ClassVar[Callable[..., TorchModel]]
+
+    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
+        return type(self).loader(Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        return inspect_torch(type(self).loader, Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+
+
 @register_model_format
-class TorchScriptFormat(ModelFormat):
+class TorchScriptFormat(_TorchFileFormat):
     """TorchScript archives (``torch.jit.save``)."""
 
     name = "torchscript"
@@ -510,16 +523,11 @@ class TorchScriptFormat(ModelFormat):
     description = "TorchScript archive (torch.jit.save)"
     expected = "a TorchScript .pt"
     suffixes = TORCHSCRIPT_SUFFIXES
-
-    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
-        return load_torchscript(Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
-
-    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
-        return inspect_torch(load_torchscript, Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+    loader = staticmethod(load_torchscript)
 
 
 @register_model_format
-class TorchExportFormat(ModelFormat):
+class TorchExportFormat(_TorchFileFormat):
     """``torch.export`` programs (``torch.export.save``)."""
 
     name = "torch.export"
@@ -527,12 +535,7 @@ class TorchExportFormat(ModelFormat):
     description = "torch.export program (torch.export.save)"
     expected = "a torch.export .pt2"
     suffixes = (".pt2",)
-
-    def load(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> TorchModel:
-        return load_exported(Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
-
-    def inspect(self, spec: str, *, device: str, checkpoint: str | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
-        return inspect_torch(load_exported, Path(spec).expanduser(), device=_torch_device(device), overrides=overrides)
+    loader = staticmethod(load_exported)
 
 
 @register_model_format
