@@ -64,7 +64,7 @@ def test_presets_and_conditions(tmp_path):
         ({"corruptions": []}, "non-empty"),
         ({"corruptions": ["fog", "fog"]}, "twice"),
         ({"severities": [0]}, "from 1 to 5"),
-        ({"severities": [2.5]}, "from 1 to 5"),
+        ({"severities": [2.5]}, r"suites.corruption.severities\[0\] must be an integer, got 2.5"),
         ({"backend": "pytorch"}, "did you mean 'torch'"),
         ({"baseline_errors": "no/such/results.json"}, "not found"),
         ({"severity": [1]}, "did you mean 'severities'"),

@@ -59,7 +59,7 @@ def test_option_errors(tmp_path):
         DeviceSuite({"operations": ["jpg"]})
     with pytest.raises(UsageError, match=r"severities must be a non-empty list of integers 1-5, got \[0, 3\]"):
         DeviceSuite({"severities": [0, 3]})
-    with pytest.raises(UsageError, match=r"unknown option\(s\) profile \(did you mean 'profiles'"):
+    with pytest.raises(UsageError, match=r"unknown option 'suites.device.profile' \(did you mean 'profiles'"):
         DeviceSuite({"profile": "all"})
     with pytest.raises(UsageError, match=r"device profiles file not found"):
         DeviceSuite({"profiles_file": str(tmp_path / "nope.yaml")})

@@ -71,12 +71,15 @@ def test_ls_lists_the_plugin_corruption_suite_and_model_format(toy_env):
 
 
 def test_run_uses_the_plugin_model_format_corruption_and_suite(toy_env, tmp_path):
+    """The worked examples of docs/architecture.md run: the toy suite's Options, condition, metrics,
+    built-in Gate.check and the policy gate on its declared metric (tests/plugins/toy_plugin/policy.yaml)."""
     model = _linear_model(tmp_path / "digits.lin")
     suite = tmp_path / "toy.yaml"
-    suite.write_text("suites:\n  corruption: {corruptions: [toy_dropout], severities: [1, 5]}\n  toy: {}\n")
+    suite.write_text("suites:\n  corruption: {corruptions: [toy_dropout], severities: [1, 5]}\n  toy: {brighten: 0.25}\n")
     out = tmp_path / "run"
     code, _, err = run_cli_subprocess(["run", model, "--data", "builtin:digits:test", "--limit", "60", "--suite", suite,
-                                       "--seed", "1", "--device", "cpu", "--out", out], env=toy_env)
+                                       "--policy", TOY / "policy.yaml", "--seed", "1", "--device", "cpu", "--out", out],
+                                      env=toy_env)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     metrics = results["metrics"]
@@ -85,9 +88,50 @@ def test_run_uses_the_plugin_model_format_corruption_and_suite(toy_env, tmp_path
     assert results["model"]["format"] == "toy-linear"
     drop = metrics["corruption"]["toy_dropout"]
     assert drop["5"]["accuracy"]["value"] < clean  # half the pixels gone: the corruption was applied
-    assert set(metrics["toy"]) == {"clean", "corruption.toy_dropout.1", "corruption.toy_dropout.5"}
+    assert set(metrics["toy"]) == {"clean", "corruption.toy_dropout.1", "corruption.toy_dropout.5", "toy.brighter"}
     assert all(0.0 < m["confidence"]["value"] <= 1.0 for m in metrics["toy"].values())
+    assert all(m["confident_errors"]["direction"] == "lower" and m["confident_errors"]["ci"] is not None
+               for m in metrics["toy"].values())
     assert (out / "predictions" / "corruption__toy_dropout__5.npz").exists()
+    assert results["conditions"]["toy/brighter"]["params"]["brighten"] == 0.25  # the typed option reached the condition
+    assert (out / "predictions" / "toy__brighter.npz").exists()
+    gates = {g["gate"]["name"]: g for g in json.loads((out / "gates.json").read_text())}
+    assert gates["toy: clean confidence"]["gate"]["builtin"] and gates["toy: clean confidence"]["gate"]["min"] == 0.5
+    assert gates["toy: clean confidence"]["status"] == "PASS"
+    policy = gates["few confident mistakes"]
+    assert policy["status"] == "PASS" and not policy["gate"]["builtin"]
+    assert policy["gate"]["metric"] == "toy.clean.confident_errors" and policy["gate"]["bound"] == "ci_upper"
+
+
+@pytest.mark.parametrize(
+    ("options", "needles"),
+    [
+        ("{brighter: 0.2}", ("unknown option 'suites.toy.brighter'", "did you mean 'brighten'", "valid here: brighten")),
+        ("{brighten: lots}", ("suites.toy.brighten must be a number", "'lots'")),
+        ("{brighten: 2}", ("suite 'toy': option brighten must be a number in [0, 1], got 2.0",)),
+    ],
+)
+def test_plugin_suite_options_are_checked_by_its_dataclass(toy_env, tmp_path, options, needles):
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(f"suites:\n  toy: {options}\n")
+    out = tmp_path / "run"
+    code, _, err = run_cli_subprocess(["run", DEMO_MODEL, "--data", "builtin:digits", "--limit", "20", "--suite", suite,
+                                       "--out", out], env=toy_env)
+    assert_input_error(code, err, *needles)
+    assert not out.exists()
+
+
+def test_policy_on_an_undeclared_toy_metric_is_refused_before_any_prediction(toy_env, tmp_path):
+    """The MetricSpec declaration is what a policy is checked against (did-you-mean from it)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((TOY / "policy.yaml").read_text().replace("toy.clean.confident_errors", "toy.clean.confident_error"))
+    suite = tmp_path / "toy.yaml"
+    suite.write_text("suites:\n  toy: {}\n")
+    out = tmp_path / "run"
+    code, _, err = run_cli_subprocess(["run", DEMO_MODEL, "--data", "builtin:digits", "--limit", "20", "--suite", suite,
+                                       "--policy", policy, "--out", out], env=toy_env)
+    assert_input_error(code, err, "toy.clean.confident_error", "did you mean 'toy.clean.confident_errors'")
+    assert not out.exists()
 
 
 def test_broken_plugin_is_one_line_exit_2(tmp_path):
@@ -133,12 +177,15 @@ def test_plugins_can_be_switched_off(toy_env):
 
 
 def test_docs_show_the_toy_plugin_verbatim():
-    """docs/architecture.md's worked examples are the toy plug-in's code, which the tests above run."""
+    """docs/architecture.md's worked examples are the toy plug-in's code (and policy), which the tests above run."""
     text = DOCS.read_text()
-    blocks = re.findall(r"```(?:python|ini|text)\n(.*?)```", text.split("## Extending evalsuite", 1)[1], re.S)
-    sources = {p.name: p.read_text() for p in TOY.iterdir() if p.suffix in (".py", ".txt")}
+    blocks = re.findall(r"```(?:python|ini|text|yaml)\n(.*?)```", text.split("## Extending evalsuite", 1)[1], re.S)
+    sources = {p.name: p.read_text() for p in TOY.iterdir() if p.suffix in (".py", ".txt", ".yaml")}
     assert len(blocks) >= 3
     for block in blocks:
         assert any(block in src for src in sources.values()), f"not in tests/plugins/toy_plugin:\n{block}"
-    for name in ("corruptions.py", "formats.py", "entry_points.txt"):
+    for name in ("corruptions.py", "formats.py", "suites.py", "policy.yaml", "entry_points.txt"):
         assert any(block in sources[name] for block in blocks), f"docs do not show {name}"
+    suite_code = "".join(b for b in blocks if b in sources["suites.py"])
+    for piece in ("class ToyOptions", "def conditions", "def summarize", "mean_metric(", "Gate.check(", "def metric_specs"):
+        assert piece in suite_code, f"docs do not show the toy suite's {piece}"

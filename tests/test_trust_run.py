@@ -98,7 +98,7 @@ def test_yaml_not_utf8(digits_onnx, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("text", "needles"),
     [
-        ('seed: "zero"\n', ("seed", "number")),
+        ('seed: "zero"\n', ("seed", "must be an integer")),
         ('resume: "no"\n', ("resume", "true or false")),
         ("seed: -1\n", ("seed",)),
         ("batch_size: 0\n", ("batch-size",)),

@@ -180,88 +180,101 @@ def _png_pair(clean: np.ndarray, adv: np.ndarray) -> tuple[bytes, bytes, bytes, 
     return thumbnail_png(to_u8(clean)), thumbnail_png(to_u8(adv)), thumbnail_png(to_u8(vis)), scale
 
 
-def _bool_option(options: dict[str, Any], name: str, default: bool) -> bool:
-    v = options.get(name, default)
-    if not isinstance(v, bool):
-        raise UsageError(f"suite 'adversarial': option {name} must be true or false, got {v!r}")
-    return v
+Eps = str | int | float  # "8/255", 1, 0.5: kept as written (the label and gate-path key come from it)
 
 
-def _int_option(options: dict[str, Any], name: str, default: int, minimum: int = 1) -> int:
-    v = options.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise UsageError(f"suite 'adversarial': option {name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+@dataclass
+class AdversarialOptions:
+    """``suites: {adversarial: {...}}`` (see the module docstring)."""
+
+    tier: str = "smoke"  # smoke | standard | full
+    n: int | str | None = DEFAULT_N  # subset size; "all" or null: every sample
+    seed: int | None = None  # None: the run seed
+    norms: str | list[str] = field(default_factory=lambda: ["linf", "l2"])
+    linf_eps: Eps | list[Eps] | None = None  # None: 1/255, 2/255, 4/255, 8/255
+    l2_eps: Eps | list[Eps] | None = None  # None: 0.25, 0.5
+    attacks: str | list[str] | None = None  # None: the tier's attacks
+    steps: int = 10  # PGD steps
+    apgd_steps: int = 100  # APGD / APGD-T / FAB iterations
+    targets: int = 9  # target classes of APGD-T / FAB-T
+    square_queries: int | None = None  # None: 1000 in smoke, 5000 otherwise
+    sanity: bool = True  # the gradient-masking checks
+    blackbox_n: int = 32
+    blackbox_queries: int | None = None  # None: 300 in smoke, 5000 otherwise
+    large_eps: Eps = 0.5  # L-inf epsilon of the large-epsilon check
+    sanity_n: int = 32
+    bridge_tolerance: float = 1e-3
+    examples: int = DEFAULT_EXAMPLES  # example pairs shown per norm
+    amp: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        from evalsuite.attacks.runners import TIERS
+        from evalsuite.attacks.threat import NORMS
+        from evalsuite.registry import did_you_mean
+
+        if self.tier not in TIERS:
+            raise UsageError(f"suite 'adversarial': unknown tier {self.tier!r}{did_you_mean(self.tier, list(TIERS))}; "
+                             f"valid: {', '.join(TIERS)}")
+        if self.n == "all":
+            self.n = None
+        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
+            raise UsageError(f"suite 'adversarial': option n must be a positive integer or 'all', got {self.n!r}")
+        norms = [self.norms] if isinstance(self.norms, str) else self.norms
+        if not norms:
+            raise UsageError("suite 'adversarial': option norms must be a non-empty list of linf, l2")
+        self.norms = []
+        for nm in (str(v).lower() for v in norms):
+            if nm not in NORMS:
+                raise UsageError(f"suite 'adversarial': unknown norm {nm!r}{did_you_mean(nm, list(NORMS))}; "
+                                 f"valid: {', '.join(NORMS)}")
+            if nm not in self.norms:
+                self.norms.append(nm)
+        for name in ("steps", "apgd_steps", "targets", "square_queries", "blackbox_n", "blackbox_queries", "sanity_n",
+                     "examples"):
+            value, minimum = getattr(self, name), 0 if name in ("blackbox_n", "examples") else 1
+            if value is not None and value < minimum:
+                raise UsageError(f"suite 'adversarial': option {name} must be an integer >= {minimum}, got {value!r}")
+        tol = self.bridge_tolerance
+        if not tol > 0 or not math.isfinite(tol):
+            raise UsageError(f"suite 'adversarial': option bridge_tolerance must be a positive number, got {tol!r}")
 
 
 class AdversarialSuite(Suite):
     """Robust accuracy under L-inf and L2 attacks (see the module docstring for options and metrics)."""
 
     name = "adversarial"
-    option_names = (
-        "tier", "n", "seed", "norms", "linf_eps", "l2_eps", "attacks", "steps", "apgd_steps", "targets",
-        "square_queries", "sanity", "blackbox_n", "blackbox_queries", "large_eps", "sanity_n",
-        "bridge_tolerance", "examples", "amp", "channels_last",
-    )
+    Options = AdversarialOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         from evalsuite.attacks.runners import TIERS, AttackSettings, expand_attacks
-        from evalsuite.attacks.threat import NORMS, parse_eps, parse_eps_list
-        from evalsuite.registry import did_you_mean
+        from evalsuite.attacks.threat import parse_eps, parse_eps_list
 
-        o = self.options
-        tier = str(o.get("tier", "smoke"))
-        if tier not in TIERS:
-            raise UsageError(f"suite 'adversarial': unknown tier {tier!r}{did_you_mean(tier, list(TIERS))}; "
-                             f"valid: {', '.join(TIERS)}")
-        self.tier = tier
-        n = o.get("n", DEFAULT_N)
-        if n in (None, "all"):
-            self.n: int | None = None
-        elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise UsageError(f"suite 'adversarial': option n must be a positive integer or 'all', got {n!r}")
-        else:
-            self.n = int(n)
-        seed = o.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise UsageError(f"suite 'adversarial': option seed must be an integer, got {seed!r}")
-        self.seed = seed
-        norms = o.get("norms", list(NORMS))
-        if isinstance(norms, str):
-            norms = [norms]
-        if not isinstance(norms, (list, tuple)) or not norms:
-            raise UsageError("suite 'adversarial': option norms must be a non-empty list of linf, l2")
-        self.norms: list[str] = []
-        for nm in norms:
-            nm = str(nm).lower()
-            if nm not in NORMS:
-                raise UsageError(f"suite 'adversarial': unknown norm {nm!r}{did_you_mean(nm, list(NORMS))}; "
-                                 f"valid: {', '.join(NORMS)}")
-            if nm not in self.norms:
-                self.norms.append(nm)
-        self.eps = {nm: parse_eps_list(o.get(f"{nm}_eps"), nm) for nm in self.norms}
-        self.attacks = expand_attacks(o["attacks"]) if "attacks" in o else list(TIERS[tier])
-        smoke = tier == "smoke"
+        o = self.opts
+        self.tier = o.tier
+        self.n: int | None = o.n
+        self.seed = o.seed
+        self.norms: list[str] = o.norms
+        self.eps = {nm: parse_eps_list(getattr(o, f"{nm}_eps"), nm) for nm in self.norms}
+        self.attacks = expand_attacks(o.attacks) if o.attacks is not None else list(TIERS[o.tier])
+        smoke = o.tier == "smoke"
         self.settings = AttackSettings(
-            pgd_steps=_int_option(o, "steps", 10),
-            apgd_steps=_int_option(o, "apgd_steps", 100),
-            fab_steps=_int_option(o, "apgd_steps", 100),
-            targets=_int_option(o, "targets", 9),
-            square_queries=_int_option(o, "square_queries", 1000 if smoke else 5000),
+            pgd_steps=o.steps,
+            apgd_steps=o.apgd_steps,
+            fab_steps=o.apgd_steps,
+            targets=o.targets,
+            square_queries=o.square_queries or (1000 if smoke else 5000),
         )
-        self.sanity = _bool_option(o, "sanity", True)
-        self.blackbox_n = _int_option(o, "blackbox_n", 32, minimum=0)
-        self.blackbox_queries = _int_option(o, "blackbox_queries", 300 if smoke else 5000)
-        self.large_eps = parse_eps(o.get("large_eps", 0.5), "linf")
-        self.sanity_n = _int_option(o, "sanity_n", 32)
-        tol = o.get("bridge_tolerance", 1e-3)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0 or not math.isfinite(tol):
-            raise UsageError(f"suite 'adversarial': option bridge_tolerance must be a positive number, got {tol!r}")
-        self.tolerance = float(tol)
-        self.n_examples = _int_option(o, "examples", DEFAULT_EXAMPLES, minimum=0)
-        self.amp = _bool_option(o, "amp", False)
-        self.channels_last = _bool_option(o, "channels_last", False)
+        self.sanity = o.sanity
+        self.blackbox_n = o.blackbox_n
+        self.blackbox_queries = o.blackbox_queries or (300 if smoke else 5000)
+        self.large_eps = parse_eps(o.large_eps, "linf")
+        self.sanity_n = o.sanity_n
+        self.tolerance = o.bridge_tolerance
+        self.n_examples = o.examples
+        self.amp = o.amp
+        self.channels_last = o.channels_last
         self._state: _State | None = None
         self._conditions: list[AttackCondition] = []
         self._estimate: dict[str, Any] = {}

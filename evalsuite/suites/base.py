@@ -8,8 +8,14 @@ the predictions of every condition in the run; they run after the perturbation s
 
 Contract for implementers:
 
-- ``__init__(options)`` validates ``options`` (the suite's mapping from the suite preset YAML)
-  and raises :class:`~evalsuite.errors.UsageError` naming unknown or bad keys.
+- ``Options`` is a dataclass whose typed fields (with their defaults) are the suite's options.
+  ``__init__(options)`` builds it from the suite's mapping in the suite preset YAML with the
+  shared loader (:func:`evalsuite.options.build`): an unknown key (with did-you-mean) or a
+  wrongly typed value is a one-line :class:`~evalsuite.errors.UsageError` naming
+  ``suites.<name>.<key>``; range checks and enumerations go in the dataclass's
+  ``__post_init__``. The typed result is ``self.opts``; ``self.options`` keeps the mapping as
+  given (the run records it in ``config.json`` and its hash). ``option_names`` is derived from
+  the fields.
 - ``conditions(run)`` returns :class:`~evalsuite.conditions.Condition` objects.
 - ``metric_specs(run, conditions)`` declares, before any prediction, the gate paths
   ``summarize`` can write (:class:`~evalsuite.metric_specs.MetricSpec`), so a policy is
@@ -24,6 +30,7 @@ Contract for implementers:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC
 from collections.abc import Mapping, Sequence
@@ -35,9 +42,9 @@ import numpy as np
 
 from evalsuite.atomic_io import atomic_write_bytes
 from evalsuite.conditions import Condition
-from evalsuite.errors import UsageError
 from evalsuite.gates import Gate
 from evalsuite.metric_specs import MetricSpec
+from evalsuite.options import build
 from evalsuite.predictions import Predictions, PredictionSet
 
 log = logging.getLogger(__name__)
@@ -63,24 +70,31 @@ class SuiteOutput:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class NoOptions:
+    """The options of a suite that takes none."""
+
+
 class Suite(ABC):
     """Base class of every suite. See the module docstring for the contract."""
 
     name: ClassVar[str]
     stage: ClassVar[str] = "perturbation"  # or "analysis"
-    option_names: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
+    option_names: ClassVar[tuple[str, ...]] = ()  # derived from Options' fields
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Options" not in cls.__dict__ and cls.__dict__.get("option_names"):
+            # An older plug-in that lists names only: its options are taken untyped (default None).
+            cls.Options = dataclasses.make_dataclass(f"{cls.__name__}Options", [(n, Any, None) for n in cls.option_names])
+        if not (isinstance(cls.Options, type) and dataclasses.is_dataclass(cls.Options)):
+            raise TypeError(f"{cls.__name__}.Options must be a dataclass, got {cls.Options!r}")
+        cls.option_names = tuple(f.name for f in dataclasses.fields(cls.Options))
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
-        unknown = sorted(set(self.options) - set(self.option_names))
-        if unknown:
-            from evalsuite.registry import did_you_mean
-
-            hint = did_you_mean(unknown[0], list(self.option_names))
-            raise UsageError(
-                f"suite {self.name!r}: unknown option(s) {', '.join(unknown)}{hint}; "
-                f"valid: {', '.join(self.option_names) or '(none)'}"
-            )
+        self.opts = build(self.Options, self.options, prefix=f"suites.{self.name}", what="option")
 
     def conditions(self, run: RunContext) -> list[Condition]:
         return []

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,10 +80,27 @@ def metric_keys(condition_keys: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise UsageError(f"suite 'calibration': option {name} must be true or false, got {value!r}")
+@dataclass
+class CalibrationOptions:
+    """``suites: {calibration: {...}}`` (see the module docstring)."""
+
+    n_bins: int = 15  # bins of every binned metric
+    calibration_fraction: float = 0.5  # share of clean samples used to fit T, in (0, 1)
+    calibration_data: str | None = None  # fit T on this dataset instead (--calibration-data)
+    n_boot: int = DEFAULT_BOOTSTRAP  # bootstrap replicates per interval (0: no intervals)
+    classwise: bool = True  # compute the classwise ECE
+
+    def __post_init__(self) -> None:
+        from evalsuite.calibration.split import check_fraction
+
+        for name, minimum in (("n_bins", 1), ("n_boot", 0)):
+            if getattr(self, name) < minimum:
+                raise UsageError(f"suite 'calibration': option {name} must be an integer >= {minimum}, "
+                                 f"got {getattr(self, name)!r}")
+        self.calibration_fraction = check_fraction(self.calibration_fraction, "suite 'calibration': calibration_fraction")
+        if self.calibration_data is not None and not self.calibration_data.strip():
+            raise UsageError(f"suite 'calibration': calibration_data must be a dataset spec string, "
+                             f"got {self.calibration_data!r}")
 
 
 class CalibrationSuite(Suite):
@@ -94,27 +112,16 @@ class CalibrationSuite(Suite):
 
     name = "calibration"
     stage = "analysis"
-    option_names = ("n_bins", "calibration_fraction", "calibration_data", "n_boot", "classwise")
+    Options = CalibrationOptions
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        from evalsuite.calibration.split import check_fraction
-
-        o = self.options
-        self.n_bins = self._int("n_bins", o.get("n_bins", 15), minimum=1)
-        self.n_boot = self._int("n_boot", o.get("n_boot", DEFAULT_BOOTSTRAP), minimum=0)
-        self.fraction = check_fraction(o.get("calibration_fraction", 0.5), "suite 'calibration': calibration_fraction")
-        data = o.get("calibration_data")
-        if data is not None and (not isinstance(data, str) or not data.strip()):
-            raise UsageError(f"suite 'calibration': calibration_data must be a dataset spec string, got {data!r}")
-        self.calibration_data = data
-        self.classwise = _bool(o.get("classwise", True), "classwise")
-
-    @staticmethod
-    def _int(name: str, value: Any, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-            raise UsageError(f"suite 'calibration': option {name} must be an integer >= {minimum}, got {value!r}")
-        return int(value)
+        o = self.opts
+        self.n_bins: int = o.n_bins
+        self.n_boot: int = o.n_boot
+        self.fraction: float = o.calibration_fraction
+        self.calibration_data: str | None = o.calibration_data
+        self.classwise: bool = o.classwise
 
     def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
         from evalsuite.calibration.bootstrap import DIRECTIONS

@@ -4,12 +4,16 @@ Accuracy, top-5 (with at least 5 classes), per-class precision/recall/F1, macro-
 confusion matrix and NLL, with 95% bootstrap CIs on the headline numbers, plus a gallery of
 the most confident mistakes. Rows whose logits are not finite count as errors and are
 reported; the runner's sanity check fails the run on them.
+
+Options (``suites: {clean: {...}}``): ``gallery`` (default 12), how many of the most confident
+mistakes the scorecard shows (0: none).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -116,11 +120,18 @@ def classification_metrics(p: Predictions, class_names: list[str], seed: int = 0
     return metrics, report
 
 
+@dataclass
+class CleanOptions:
+    """``suites: {clean: {...}}``."""
+
+    gallery: int = GALLERY_SIZE  # most confident mistakes shown (0 or less: none)
+
+
 class CleanSuite(Suite):
-    """Clean-data classification metrics and the misprediction gallery. Options: ``gallery`` (int)."""
+    """Clean-data classification metrics and the misprediction gallery (options: :class:`CleanOptions`)."""
 
     name = "clean"
-    option_names = ("gallery",)
+    Options = CleanOptions
 
     def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
         specs = [MetricSpec("clean.accuracy"), MetricSpec("clean.macro_f1"), MetricSpec("clean.nll"),
@@ -134,7 +145,7 @@ class CleanSuite(Suite):
         p = preds.clean
         class_names = list(run.model.info.class_names)
         metrics, report = classification_metrics(p, class_names, seed=run.seed)
-        report["gallery"] = self._gallery(run, p, class_names, int(self.options.get("gallery", GALLERY_SIZE)))
+        report["gallery"] = self._gallery(run, p, class_names, self.opts.gallery)
         report["n_classes"] = len(class_names)
         return SuiteOutput(metrics=metrics, report=report)
 

@@ -136,60 +136,65 @@ def baseline_from_results(results: Mapping[str, Any]) -> tuple[dict[tuple[str, i
     return errors, clean_err
 
 
+@dataclass
+class CorruptionOptions:
+    """``suites: {corruption: {...}}`` (see the module docstring)."""
+
+    preset: str = "fast"  # fast | benchmark | all
+    corruptions: str | list[str] | None = None  # None: the preset's; a string is comma-separated
+    severities: int | list[int] | None = None  # None: 1, 3, 5 for the fast preset's list, else 1-5
+    backend: str = "torch"  # torch | reference
+    baseline_errors: str | None = None  # alexnet | the path of a results.json
+
+    def __post_init__(self) -> None:
+        from evalsuite.corruptions import CORRUPTIONS, NAMES
+
+        if self.preset not in PRESETS:
+            raise UsageError(f"suite 'corruption': unknown preset {self.preset!r}{did_you_mean(self.preset, PRESETS)}; "
+                             f"valid: {', '.join(PRESETS)}")
+        if isinstance(self.corruptions, str):
+            self.corruptions = [n.strip() for n in self.corruptions.split(",") if n.strip()]
+        if self.corruptions is not None:
+            if not self.corruptions:
+                raise UsageError("suite 'corruption': corruptions must be a non-empty list of corruption names")
+            for n in self.corruptions:
+                if n not in CORRUPTIONS:
+                    raise UsageError(f"suite 'corruption': unknown corruption {n!r}{did_you_mean(n, list(NAMES))}; "
+                                     "see `evalsuite ls corruptions`")
+            if len(set(self.corruptions)) != len(self.corruptions):
+                raise UsageError("suite 'corruption': corruptions lists a name twice")
+        if isinstance(self.severities, int):
+            self.severities = [self.severities]
+        if self.severities is not None:
+            if not self.severities:
+                raise UsageError("suite 'corruption': severities must be a non-empty list of integers from 1 to 5")
+            for sev in self.severities:
+                if not 1 <= sev <= 5:
+                    raise UsageError(f"suite 'corruption': severity {sev!r} is not an integer from 1 to 5")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"suite 'corruption': unknown backend {self.backend!r}{did_you_mean(self.backend, BACKENDS)}; "
+                             f"valid: {', '.join(BACKENDS)}")
+        if self.baseline_errors not in (None, "alexnet") and not Path(self.baseline_errors).exists():
+            raise UsageError(f"suite 'corruption': baseline_errors file not found: {self.baseline_errors}")
+
+
 class CorruptionSuite(Suite):
     """ImageNet-C corruptions; see the module docstring for options, conditions and metrics."""
 
     name = "corruption"
-    option_names = ("preset", "corruptions", "severities", "backend", "baseline_errors")
+    Options = CorruptionOptions
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        from evalsuite.corruptions import BENCHMARK, CORRUPTIONS, NAMES
+        from evalsuite.corruptions import BENCHMARK, NAMES
 
-        preset = self.options.get("preset", "fast")
-        if preset not in PRESETS:
-            raise UsageError(
-                f"suite 'corruption': unknown preset {preset!r}{did_you_mean(str(preset), PRESETS)}; valid: {', '.join(PRESETS)}"
-            )
-        self.preset = preset
-        names = self.options.get("corruptions")
-        if names is None:
-            names = {"fast": FAST_CORRUPTIONS, "benchmark": BENCHMARK, "all": NAMES}[preset]
-        elif isinstance(names, str):
-            names = [n.strip() for n in names.split(",") if n.strip()]
-        if not isinstance(names, list | tuple) or not names:
-            raise UsageError("suite 'corruption': corruptions must be a non-empty list of corruption names")
-        for n in names:
-            if not isinstance(n, str) or n not in CORRUPTIONS:
-                raise UsageError(
-                    f"suite 'corruption': unknown corruption {n!r}{did_you_mean(str(n), list(NAMES))}; "
-                    "see `evalsuite ls corruptions`"
-                )
-        if len(set(names)) != len(names):
-            raise UsageError("suite 'corruption': corruptions lists a name twice")
-        self.names = list(names)
-        sevs = self.options.get("severities")
-        if sevs is None:
-            sevs = FAST_SEVERITIES if preset == "fast" and "corruptions" not in self.options else ALL_SEVERITIES
-        if isinstance(sevs, int) and not isinstance(sevs, bool):
-            sevs = [sevs]
-        if not isinstance(sevs, list | tuple) or not sevs:
-            raise UsageError("suite 'corruption': severities must be a non-empty list of integers from 1 to 5")
-        for s in sevs:
-            if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5:
-                raise UsageError(f"suite 'corruption': severity {s!r} is not an integer from 1 to 5")
-        self.severities = sorted(set(int(s) for s in sevs))
-        backend = self.options.get("backend", "torch")
-        if backend not in BACKENDS:
-            raise UsageError(
-                f"suite 'corruption': unknown backend {backend!r}{did_you_mean(str(backend), BACKENDS)}; valid: {', '.join(BACKENDS)}"
-            )
-        self.backend = backend
-        self.baseline_errors = self.options.get("baseline_errors")
-        if self.baseline_errors is not None and not isinstance(self.baseline_errors, str):
-            raise UsageError("suite 'corruption': baseline_errors must be 'alexnet' or the path of a results.json")
-        if self.baseline_errors not in (None, "alexnet") and not Path(self.baseline_errors).exists():
-            raise UsageError(f"suite 'corruption': baseline_errors file not found: {self.baseline_errors}")
+        o = self.opts
+        self.preset = o.preset
+        self.names = list(o.corruptions or {"fast": FAST_CORRUPTIONS, "benchmark": BENCHMARK, "all": NAMES}[o.preset])
+        default_sevs = FAST_SEVERITIES if o.preset == "fast" and o.corruptions is None else ALL_SEVERITIES
+        self.severities = sorted(set(o.severities or default_sevs))
+        self.backend = o.backend
+        self.baseline_errors = o.baseline_errors
 
     # -- conditions ----------------------------------------------------------------------------
 

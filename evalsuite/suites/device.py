@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,20 +66,46 @@ WORST_DROP_WARN = 0.10
 THUMBNAIL_PX = 96
 
 
-def _names(value: Any, option: str) -> list[str] | str | None:
-    """Normalise a list option: ``None``, ``"all"``, a comma-separated string or a list of strings."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        v = value.strip()
-        if v.lower() == "all":
-            return "all"
-        if v.lower() in ("none", ""):
-            return []
-        return [s.strip() for s in v.split(",") if s.strip()]
-    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
-        return [str(s) for s in value]
-    raise UsageError(f"suite 'device': option {option} must be 'all', a name or a list of names, got {value!r}")
+def _names(value: str | list[str] | None) -> list[str] | str | None:
+    """A names option as ``None``, ``"all"`` or a list: a string is ``all``, ``none`` or comma-separated names."""
+    if not isinstance(value, str):
+        return value
+    v = value.strip()
+    if v.lower() == "all":
+        return "all"
+    if v.lower() in ("none", ""):
+        return []
+    return [s.strip() for s in v.split(",") if s.strip()]
+
+
+@dataclass
+class DeviceOptions:
+    """``suites: {device: {...}}`` (see the module docstring)."""
+
+    profiles: str | list[str] | None = None  # None: built-ins (the file's only, with profiles_file); all; names
+    profiles_file: str | None = None  # a YAML file of the user's own profiles (--device-profiles)
+    operations: str | list[str] | None = None  # None: DEFAULT_LADDER_OPS; all; names; []
+    severities: int | str | list[int] = field(default_factory=lambda: list(DEFAULT_SEVERITIES))
+    device_column: str | None = None  # the data column naming each image's capture device
+
+    def __post_init__(self) -> None:
+        self.profiles = _names(self.profiles)
+        self.operations = _names(self.operations)
+        if self.profiles_file is not None and not self.profiles_file.strip():
+            raise UsageError(f"suite 'device': option profiles_file must be a path, got {self.profiles_file!r}")
+        sev = self.severities
+        if isinstance(sev, str):
+            try:
+                sev = [int(s) for s in sev.split(",") if s.strip()]
+            except ValueError:
+                raise UsageError(f"suite 'device': option severities must be integers 1-5, got {sev!r}") from None
+        if isinstance(sev, int):
+            sev = [sev]
+        if not sev or any(not 1 <= s <= 5 for s in sev):
+            raise UsageError(f"suite 'device': option severities must be a non-empty list of integers 1-5, got {sev!r}")
+        self.severities = sev
+        if self.device_column == "":
+            raise UsageError(f"suite 'device': option device_column must be a column name, got {self.device_column!r}")
 
 
 class _CleanReference:
@@ -120,23 +147,18 @@ class DeviceSuite(Suite):
     """
 
     name = "device"
-    option_names = ("profiles", "profiles_file", "operations", "severities", "device_column")
+    Options = DeviceOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         from evalsuite.devices.ops import DEFAULT_LADDER_OPS, OPS
         from evalsuite.devices.profiles import builtin_profiles, load_profiles_file
 
-        o = self.options
+        o = self.opts
         builtin = builtin_profiles()
-        user: dict[str, Any] = {}
-        pfile = o.get("profiles_file")
-        if pfile is not None:
-            if not isinstance(pfile, str) or not pfile.strip():
-                raise UsageError(f"suite 'device': option profiles_file must be a path, got {pfile!r}")
-            user = load_profiles_file(pfile)
+        user: dict[str, Any] = load_profiles_file(o.profiles_file) if o.profiles_file is not None else {}
         available = {**builtin, **user}
-        chosen = _names(o.get("profiles"), "profiles")
+        chosen = o.profiles
         if chosen is None:
             chosen = list(user) if user else list(builtin)
         elif chosen == "all":
@@ -149,7 +171,7 @@ class DeviceSuite(Suite):
                 )
         self.profiles = [available[n] for n in dict.fromkeys(chosen)]
 
-        ops = _names(o.get("operations"), "operations")
+        ops = o.operations
         if ops is None:
             ops = list(DEFAULT_LADDER_OPS)
         elif ops == "all":
@@ -160,27 +182,8 @@ class DeviceSuite(Suite):
                     f"suite 'device': unknown operation {op!r}{did_you_mean(op, OPS.names())}; valid: {', '.join(OPS.names())}"
                 )
         self.operations = list(dict.fromkeys(ops))
-
-        sev = o.get("severities", list(DEFAULT_SEVERITIES))
-        if isinstance(sev, str):
-            try:
-                sev = [int(s) for s in sev.split(",") if s.strip()]
-            except ValueError:
-                raise UsageError(f"suite 'device': option severities must be integers 1-5, got {sev!r}") from None
-        if isinstance(sev, (int, np.integer)) and not isinstance(sev, bool):
-            sev = [int(sev)]
-        if (
-            not isinstance(sev, (list, tuple))
-            or not sev
-            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= int(s) <= 5 for s in sev)
-        ):
-            raise UsageError(f"suite 'device': option severities must be a non-empty list of integers 1-5, got {sev!r}")
-        self.severities = sorted({int(s) for s in sev})
-
-        col = o.get("device_column")
-        if col is not None and (not isinstance(col, str) or not col):
-            raise UsageError(f"suite 'device': option device_column must be a column name, got {col!r}")
-        self.device_column: str | None = col
+        self.severities = sorted(set(o.severities))
+        self.device_column: str | None = o.device_column
 
     # ------------------------------------------------------------------------------ conditions
 

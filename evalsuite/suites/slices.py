@@ -83,89 +83,58 @@ def condition_family(ident: ConditionIdentity) -> str:
     return ident.key
 
 
+def _name_list(value: str | list[str] | None) -> list[str] | None:
+    return [value] if isinstance(value, str) else value
+
+
 @dataclass
-class _Options:
-    columns: list[str] | None
-    intersections: list[tuple[str, str]]
-    derived: str | list[str]  # "auto" | "all" | "none" | names
-    min_group_size: int
-    numeric_bins: int
-    max_groups: int
-    n_boot: int
-    bootstrap: str
-    conditions: list[str] | None
-    max_accuracy_gap: float | None
-    fairlearn_check: str  # "auto" | "on" | "off"
+class SliceOptions:
+    """``suites: {slices: {...}}`` (see the module docstring)."""
+
+    columns: str | list[str] | None = None  # None: every column of the dataset; [] for none
+    intersections: list[list[str]] | None = None  # [a, b] pairs audited jointly (None: none)
+    derived: str | bool | list[str] | None = "auto"  # auto | true (all six) | false/null | names
+    min_group_size: int = 30
+    numeric_bins: int = 4
+    max_groups: int = 50
+    n_boot: int = 1000
+    bootstrap: str = "auto"  # auto | rows | counts
+    conditions: str | list[str] | None = None  # patterns besides clean (None: all but attack/sanity/*)
+    max_accuracy_gap: float | None = DEFAULT_MAX_GAP  # None: no built-in checks
+    fairlearn_check: str | bool = "auto"  # auto | true | false
     n_bins: int | None = None  # None: the calibration suite's n_bins when it runs, else DEFAULT_N_BINS
 
+    def __post_init__(self) -> None:
+        from evalsuite.slices.bootstrap import METHODS
+        from evalsuite.slices.derived import check_names
 
-def _int_option(options: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
-    v = options.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise UsageError(f"suite 'slices': option {name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
-def _str_list(options: Mapping[str, Any], name: str) -> list[str] | None:
-    v = options.get(name)
-    if v is None:
-        return None
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-        raise UsageError(f"suite 'slices': option {name} must be a list of names, got {v!r}")
-    return list(v)
-
-
-def parse_options(options: Mapping[str, Any]) -> _Options:
-    """Validate the suite's options (UsageError naming the option on any mistake)."""
-    from evalsuite.slices.bootstrap import METHODS
-    from evalsuite.slices.derived import check_names
-
-    inter_raw = options.get("intersections") or []
-    if not isinstance(inter_raw, (list, tuple)):
-        raise UsageError(f"suite 'slices': option intersections must be a list of [a, b] pairs, got {inter_raw!r}")
-    inter: list[tuple[str, str]] = []
-    for pair in inter_raw:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-            raise UsageError(f"suite 'slices': each intersection must be a pair [a, b] of column names, got {pair!r}")
-        if pair[0] == pair[1]:
-            raise UsageError(f"suite 'slices': intersection of {pair[0]!r} with itself")
-        inter.append((pair[0], pair[1]))
-    derived_raw = options.get("derived", "auto")
-    if derived_raw is True:
-        derived: str | list[str] = "all"
-    elif derived_raw is False or derived_raw is None:
-        derived = "none"
-    elif derived_raw == "auto":
-        derived = "auto"
-    elif isinstance(derived_raw, (list, tuple)) and all(isinstance(x, str) for x in derived_raw):
-        derived = check_names(list(derived_raw))
-    else:
-        raise UsageError(f"suite 'slices': option derived must be auto, true, false or a list of names, got {derived_raw!r}")
-    method = options.get("bootstrap", "auto")
-    if method not in METHODS:
-        raise UsageError(f"suite 'slices': option bootstrap must be one of {', '.join(METHODS)}, got {method!r}")
-    gap = options.get("max_accuracy_gap", DEFAULT_MAX_GAP)
-    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, (int, float)) or not 0 <= gap <= 1):
-        raise UsageError(f"suite 'slices': option max_accuracy_gap must be a number in [0, 1] or null, got {gap!r}")
-    fl = options.get("fairlearn_check", "auto")
-    if fl not in ("auto", True, False):
-        raise UsageError(f"suite 'slices': option fairlearn_check must be auto, true or false, got {fl!r}")
-    return _Options(
-        columns=_str_list(options, "columns"),
-        intersections=inter,
-        derived=derived,
-        min_group_size=_int_option(options, "min_group_size", 30, 1),
-        numeric_bins=_int_option(options, "numeric_bins", 4, 2),
-        max_groups=_int_option(options, "max_groups", 50, 2),
-        n_boot=_int_option(options, "n_boot", 1000, 0),
-        bootstrap=str(method),
-        conditions=_str_list(options, "conditions"),
-        max_accuracy_gap=None if gap is None else float(gap),
-        fairlearn_check={"auto": "auto", True: "on", False: "off"}[fl],
-        n_bins=None if options.get("n_bins") is None else _int_option(options, "n_bins", 15, 1),
-    )
+        self.columns = _name_list(self.columns)
+        self.conditions = _name_list(self.conditions)
+        self.intersections = self.intersections or []
+        for pair in self.intersections:
+            if len(pair) != 2:
+                raise UsageError(f"suite 'slices': each intersection must be a pair [a, b] of column names, got {pair!r}")
+            if pair[0] == pair[1]:
+                raise UsageError(f"suite 'slices': intersection of {pair[0]!r} with itself")
+        if self.derived is None:
+            self.derived = False
+        if isinstance(self.derived, str) and self.derived != "auto":
+            raise UsageError(f"suite 'slices': option derived must be auto, true, false or a list of names, "
+                             f"got {self.derived!r}")
+        if isinstance(self.derived, list):
+            check_names(self.derived)
+        for name, minimum in (("min_group_size", 1), ("numeric_bins", 2), ("max_groups", 2), ("n_boot", 0), ("n_bins", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise UsageError(f"suite 'slices': option {name} must be an integer >= {minimum}, got {value!r}")
+        if self.bootstrap not in METHODS:
+            raise UsageError(f"suite 'slices': option bootstrap must be one of {', '.join(METHODS)}, got {self.bootstrap!r}")
+        gap = self.max_accuracy_gap
+        if gap is not None and not 0 <= gap <= 1:
+            raise UsageError(f"suite 'slices': option max_accuracy_gap must be a number in [0, 1] or null, got {gap!r}")
+        if self.fairlearn_check not in ("auto", True, False):
+            raise UsageError(f"suite 'slices': option fairlearn_check must be auto, true or false, "
+                             f"got {self.fairlearn_check!r}")
 
 
 class SliceSuite(Suite):
@@ -173,14 +142,13 @@ class SliceSuite(Suite):
 
     name = "slices"
     stage = "analysis"
-    option_names = ("columns", "intersections", "derived", "min_group_size", "numeric_bins", "max_groups",
-                    "n_boot", "bootstrap", "conditions", "max_accuracy_gap", "fairlearn_check", "n_bins")
+    Options = SliceOptions
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         from evalsuite.slices.metrics import DEFAULT_N_BINS
 
         super().__init__(options)
-        self.opts = parse_options(self.options)
+        self.opts: SliceOptions
         self.n_bins = DEFAULT_N_BINS if self.opts.n_bins is None else self.opts.n_bins
 
     def link_suites(self, suites: Sequence[Suite]) -> None:
@@ -221,10 +189,8 @@ class SliceSuite(Suite):
             cols.append(col)
         if o.derived == "auto":
             wanted = [] if cols else list(DERIVED)
-        elif o.derived == "all":
-            wanted = list(DERIVED)
-        elif o.derived == "none":
-            wanted = []
+        elif isinstance(o.derived, bool):
+            wanted = list(DERIVED) if o.derived else []
         else:
             wanted = list(o.derived)
         inter_names = {n for pair in o.intersections for n in pair}
@@ -395,7 +361,7 @@ class SliceSuite(Suite):
     def _fairlearn_check(self, col: Any, a: Any, preds: PredictionSet, rows_of: dict[str, Any]) -> dict[str, Any] | None:
         mode = self.opts.fairlearn_check
         p = preds.clean
-        if mode == "off" or (mode == "auto" and len(p) > FAIRLEARN_AUTO_LIMIT):
+        if mode is False or (mode == "auto" and len(p) > FAIRLEARN_AUTO_LIMIT):
             return None
         from evalsuite.slices.reference import compare_with_metricframe
         from evalsuite.stats import finite_rows
