@@ -22,10 +22,11 @@ import numpy as np
 
 from evalsuite.atomic_io import atomic_write_text
 from evalsuite.config import RunConfig, config_hash, resolve_suites
+from evalsuite.decision import BaselineRecord, Decision
 from evalsuite.errors import UsageError
-from evalsuite.gates import Gate, GateOutcome, Severity, evaluate, exit_code, load_policy
+from evalsuite.gates import Gate, GateOutcome, Severity, evaluate, load_policy_record
 from evalsuite.metric_specs import MetricSpec
-from evalsuite.results import SCHEMA_VERSION, check_gate_paths, load_results, write_results
+from evalsuite.results import SCHEMA_VERSION, check_gate_paths, write_results
 from evalsuite.stats import metric
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ class RunPlan:
     gates: list[Gate]
     policy_origin: str
     baseline: dict[str, Any] | None
+    policy_record: Any
+    baseline_record: Any
     suites: list[Any]
     device: str
     model: Any
@@ -152,8 +155,9 @@ def plan_run(config: RunConfig) -> RunPlan:
     from evalsuite.suites.base import RunContext
 
     RunFolder(config.out_dir, resume=config.resume).check()
-    policy_gates, policy_origin = load_policy(config.policy)
-    baseline = load_results(config.baseline) if config.baseline else None
+    policy_gates, policy_record = load_policy_record(config.policy)
+    policy_origin = policy_record.source
+    baseline, baseline_record = _read_baseline(config.baseline)
     suites, suite_options = build_suites(config)
     device = resolve_device(config.device)
     # The unresolved spec: under ``auto`` an ONNX model without onnxruntime's CUDA provider runs on
@@ -202,7 +206,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         check_baseline_matches(baseline, fingerprint=dataset.fingerprint,
                                conditions={c.key: dict(c.params) for c in conditions},
                                allow_mismatch=config.allow_baseline_mismatch, origin=str(config.baseline))
-    return RunPlan(config, policy_gates, policy_origin, baseline, suites, device, model, dataset, labels, resolved,
+    return RunPlan(config, policy_gates, policy_origin, baseline, policy_record, baseline_record, suites, device, model, dataset, labels, resolved,
                    config_hash({k: v for k, v in resolved.items() if k not in UNHASHED}), source, ctx, conditions, specs)
 
 
@@ -247,9 +251,9 @@ def run(config: RunConfig) -> RunOutcome:
             atomic_write_text(staging / "config.json", json.dumps(plan.resolved, indent=2, default=str) + "\n")
             results = _evaluate(plan, staging, started, t_start)
             outcomes = evaluate(results, plan.gates, plan.baseline)
+            decision = Decision(outcomes, plan.policy_record, plan.baseline_record, config.fail_on, _now())
             write_results(results, staging / "results.json")
-            atomic_write_text(staging / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2) + "\n")
-            write_reports(results, outcomes, staging)
+            write_reports(results, decision, staging)
         except (OSError, MemoryError) as exc:
             from evalsuite.errors import RunEnvironmentError
             from evalsuite.run_folder import describe_os_error
@@ -259,7 +263,7 @@ def run(config: RunConfig) -> RunOutcome:
                 f"{what}; --resume continues from the predictions already computed once the cause is fixed"
             ) from None
         folder.commit()
-    return RunOutcome(exit_code(outcomes), out_dir, results, outcomes)
+    return RunOutcome(decision.exit_code, out_dir, results, outcomes)
 
 
 def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dict[str, Any]:
@@ -303,7 +307,8 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
         "config_hash": plan.config_hash,
         "packages": package_versions(),
         "device": _device_description(plan.device) + _model_device_note(plan.device, model),
-        "host": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "host": {"hostname": platform.node() or "localhost", "platform": platform.platform(),
+                 "python": platform.python_version(), "cpus": os.cpu_count()},
         "seed": config.seed,
         "started_at": started,
         "finished_at": _now(),
@@ -377,18 +382,32 @@ def sanity_metrics(preds: Any, n_total: int, n_bad: int) -> tuple[dict[str, Any]
 
 
 def regate(
-    results_path: str | Path, policy: str | None, baseline: str | None, *, allow_mismatch: bool = False
-) -> tuple[dict[str, Any], list[GateOutcome]]:
-    """Evaluate a policy against stored results (no model is run)."""
-    from evalsuite.gates import check_baseline_matches
+    results_path: str | Path, policy: str | None, baseline: str | None, *, allow_mismatch: bool = False,
+    fail_on: str = "fail",
+) -> tuple[dict[str, Any], Decision]:
+    """Evaluate a policy against stored results (no model is run); the decision records both inputs."""
+    import hashlib
 
-    results = load_results(results_path)
-    gates: list[Gate]
-    gates, _ = load_policy(policy)
-    base = load_results(baseline) if baseline else None
+    from evalsuite.gates import check_baseline_matches
+    from evalsuite.results import read_results_document
+
+    results, raw, _ = read_results_document(results_path)
+    gates, policy_record = load_policy_record(policy)
+    base, baseline_record = _read_baseline(baseline)
     if base is not None:
         conditions = {k: (v or {}).get("params", {}) for k, v in results.get("conditions", {}).items()}
         fingerprint = str(results.get("provenance", {}).get("data_fingerprint", ""))
         check_baseline_matches(base, fingerprint=fingerprint, conditions=conditions, allow_mismatch=allow_mismatch,
                                origin=str(baseline))
-    return results, evaluate(results, gates, base)
+    outcomes = evaluate(results, gates, base)
+    return results, Decision(outcomes, policy_record, baseline_record, fail_on, _now(), hashlib.sha256(raw).hexdigest())
+
+
+def _read_baseline(path: str | None) -> tuple[dict[str, Any] | None, BaselineRecord | None]:
+    """A baseline results.json and the record of exactly what was read (None, None without one)."""
+    if not path:
+        return None, None
+    from evalsuite.results import read_results_document
+
+    data, raw, where = read_results_document(path)
+    return data, BaselineRecord.of(where, raw, data)

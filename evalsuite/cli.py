@@ -95,6 +95,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "checkpoint": args.checkpoint,
         "model_overrides": model_overrides(args) or None,
         "suite_overrides": suite_overrides or None,
+        "fail_on": args.fail_on,
     }
     if args.config:
         config = RunConfig.from_yaml(args.config, **flags)
@@ -107,7 +108,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--data is required (a folder, a CSV/Parquet manifest, an .npz or builtin:digits)")
         config = RunConfig(**{k: v for k, v in flags.items() if v is not None})
     outcome = run(config)
-    _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
+    if args.format == "json":
+        from pathlib import Path
+
+        print((Path(outcome.out_dir) / "gates.json").read_text(encoding="utf-8"), end="")
+    else:
+        _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
     return outcome.exit_code
 
 
@@ -180,6 +186,7 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--devices", metavar="FLEET.yaml", help="deprecated name of --device-profiles")
     p.add_argument("--device-column", metavar="COLUMN", help="deprecated name of --capture-column")
     p.add_argument("--calibration-data", metavar="DATA", help="separate data to fit the temperature on")
+    add_decision_flags(p)
     add_model_flags(p)
     p.set_defaults(func=_cmd_run)
 
@@ -189,34 +196,46 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from evalsuite.api import regate
-    from evalsuite.atomic_io import atomic_write_text
-    from evalsuite.report import render_junit, render_summary
+    from evalsuite.report import render_summary, write_reports
+
+    if args.list_metrics is not None:
+        return _list_metrics(args.results, args.list_metrics)
+    results, decision = regate(args.results, args.policy, args.baseline, allow_mismatch=args.allow_baseline_mismatch,
+                               fail_on=args.fail_on or "fail")
+    results_path = Path(args.results)
+    base = results_path if results_path.is_dir() else results_path.parent
+    out = Path(args.out) if args.out else base
+    out.mkdir(parents=True, exist_ok=True)
+    # Every artefact is re-rendered from the one new decision, so no folder holds a scorecard
+    # of one verdict beside a junit.xml of another.
+    write_reports(results, decision, out, artifacts_dir=base)
+    if args.format == "json":
+        print(json.dumps(decision.to_json(), indent=2, default=str))
+    else:
+        print(render_summary(results, decision))
+    return decision.exit_code
+
+
+def _list_metrics(results_path: str, pattern: str) -> int:
+    """Print every gateable metric path matching ``pattern`` (shell-style) with value, n and CI."""
+    import fnmatch
+
     from evalsuite.results import iter_metric_paths, load_results
 
-    if args.list_metrics:
-        results = load_results(args.results)
-        for path, leaf in iter_metric_paths(results.get("metrics", {})):
-            print(f"{path}\t{leaf.get('value')}")
-        return 0
-    results, outcomes = regate(args.results, args.policy, args.baseline, allow_mismatch=args.allow_baseline_mismatch)
-    results_path = Path(args.results)
-    out = Path(args.out) if args.out else (results_path if results_path.is_dir() else results_path.parent)
-    atomic_write_text(out / "junit.xml", render_junit(results, outcomes))
-    summary = render_summary(results, outcomes)
-    atomic_write_text(out / "summary.md", summary)
-    _write_gates_json(outcomes, out)
-    print(summary)
-    from evalsuite.gates import exit_code
-
-    return exit_code(outcomes)
+    results = load_results(results_path)
+    rows = [(path, leaf) for path, leaf in iter_metric_paths(results.get("metrics", {}))
+            if fnmatch.fnmatchcase(path, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
+    if not rows:
+        raise UsageError(f"no metric path matches {pattern!r}; `evalsuite gate {results_path} --list-metrics` lists all")
+    print("path\tvalue\tn\tci_lower\tci_upper")
+    for path, leaf in rows:
+        lo, hi = leaf.get("ci") or (None, None)
+        print(f"{path}\t{_num(leaf.get('value'))}\t{leaf.get('n')}\t{_num(lo)}\t{_num(hi)}")
+    return 0
 
 
-def _write_gates_json(outcomes: list[Any], out: Any) -> None:
-    from pathlib import Path
-
-    from evalsuite.atomic_io import atomic_write_text
-
-    atomic_write_text(Path(out) / "gates.json", json.dumps([o.to_dict() for o in outcomes], indent=2, default=str) + "\n")
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -224,44 +243,64 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from evalsuite.api import regate
     from evalsuite.atomic_io import atomic_write_text
-    from evalsuite.gates import GateOutcome
-    from evalsuite.report import render_scorecard
+    from evalsuite.decision import Decision
+    from evalsuite.report import render_scorecard, write_reports
     from evalsuite.results import load_results
 
     src = Path(args.results)
     base = src if src.is_dir() else src.parent
     stored = base / "gates.json"
     if args.policy is None and args.baseline is None and stored.is_file():
-        # The verdict the run itself reached (with the policy it was given).
+        # The verdict the run (or the last `gate`) reached, with the policy recorded there.
         results = load_results(args.results)
         try:
-            outcomes = [GateOutcome.from_dict(d) for d in json.loads(stored.read_text(encoding="utf-8"))]
-        except (ValueError, KeyError, TypeError):
+            data = json.loads(stored.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
             raise UsageError(f"{stored} is damaged; pass --policy to re-evaluate the gates") from None
+        decision = Decision.from_json(data, str(stored))
     else:
-        results, outcomes = regate(args.results, args.policy, args.baseline)
+        results, decision = regate(args.results, args.policy, args.baseline)
+        if not args.out:
+            # A new verdict in the run folder: every artefact there follows it.
+            write_reports(results, decision, base)
+            print(f"scorecard: {base / 'scorecard.html'} (gates.json, junit.xml and summary.md re-rendered)")
+            return 0
     out = Path(args.out) if args.out else base / "scorecard.html"
-    atomic_write_text(out, render_scorecard(results, outcomes, base))
+    atomic_write_text(out, render_scorecard(results, decision, base))
     print(f"scorecard: {out}")
     return 0
 
 
 def _add_gate_report(sub: Any) -> None:
-    p = sub.add_parser("gate", help="re-evaluate a policy against stored results (no model run)")
+    p = sub.add_parser("gate", help="re-evaluate a policy against stored results (no model run)", description=(
+        "Evaluate --policy (default: the built-in policy) against stored results and re-render gates.json, "
+        "junit.xml, summary.md and scorecard.html together (beside results.json, or in --out)."))
     p.add_argument("results", help="results.json (or the folder holding it)")
     p.add_argument("--policy", help="policy YAML (default: built-in default policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates")
     p.add_argument("--allow-baseline-mismatch", action="store_true",
                    help="compare against a baseline measured on other data or conditions (warns instead of refusing)")
-    p.add_argument("--out", help="folder for junit.xml and summary.md (default: beside results.json)")
-    p.add_argument("--list-metrics", action="store_true", help="print every gateable metric path and value")
+    p.add_argument("--out", help="folder for the four artefacts (default: beside results.json)")
+    add_decision_flags(p)
+    p.add_argument("--list-metrics", nargs="?", const="*", metavar="PATTERN",
+                   help="print gateable metric paths (all, or those matching PATTERN: a substring or a glob) "
+                        "with value, n and CI, and exit")
     p.set_defaults(func=_cmd_gate)
     p = sub.add_parser("report", help="re-render scorecard.html from stored results (no model run)")
     p.add_argument("results", help="results.json (or the folder holding it)")
     p.add_argument("--policy", help="policy YAML for the verdict (default: the gates.json the run wrote, else the built-in policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates")
-    p.add_argument("--out", help="output HTML path (default: scorecard.html beside results.json)")
+    p.add_argument("--out", help="output HTML path (default: scorecard.html beside results.json; with --policy or "
+                                 "--baseline and no --out every artefact there is re-rendered)")
     p.set_defaults(func=_cmd_report)
+
+
+def add_decision_flags(p: Any) -> None:
+    """``--fail-on`` and ``--format``, shared by ``run`` and ``gate``."""
+    p.add_argument("--fail-on", choices=("fail", "warn"), default=None,
+                   help="what makes exit code 1: a FAIL gate (default) or a WARN gate too")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="stdout: a readable summary (default) or the gates.json document")
 
 
 # --------------------------------------------------------------------- inspect / ls / schema
@@ -311,9 +350,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from evalsuite.results import JSON_SCHEMA
+    if args.gates:
+        from evalsuite.decision import GATES_SCHEMA as schema
+    else:
+        from evalsuite.results import JSON_SCHEMA as schema
 
-    print(json.dumps(JSON_SCHEMA, indent=2))
+    print(json.dumps(schema, indent=2))
     return 0
 
 
@@ -334,7 +376,8 @@ def _add_misc(sub: Any) -> None:
     p = sub.add_parser("ls", help="list plug-ins: " + ", ".join(LISTABLE))
     p.add_argument("kind", help="what to list: " + ", ".join(LISTABLE))
     p.set_defaults(func=_cmd_ls)
-    p = sub.add_parser("schema", help="print the JSON Schema of results.json")
+    p = sub.add_parser("schema", help="print the JSON Schema of results.json (or, with --gates, of gates.json)")
+    p.add_argument("--gates", action="store_true", help="the schema of gates.json instead")
     p.set_defaults(func=_cmd_schema)
     p = sub.add_parser("demo", help="train a small CNN on builtin:digits, export ONNX, run the standard suite")
     p.add_argument("--out", default="reports/demo", help="output folder (default: reports/demo)")

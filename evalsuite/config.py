@@ -46,6 +46,7 @@ class RunConfig:
     suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_limit_mb: int = 4096
     progress: bool | None = None
+    fail_on: str = "fail"
 
     def __post_init__(self) -> None:
         # Every field is checked against its type hint (one loader for all option mappings), so a
@@ -72,6 +73,8 @@ class RunConfig:
             raise UsageError("use either --limit or --sample, not both")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {self.workers}")
+        if self.fail_on not in ("fail", "warn"):
+            raise UsageError(f"--fail-on must be 'fail' or 'warn', got {self.fail_on!r}")
         if self.cache_limit_mb < 0:
             raise UsageError(f"cache_limit_mb must be >= 0, got {self.cache_limit_mb}")
 
@@ -101,6 +104,11 @@ class RunConfig:
 def read_yaml(path: str | Path, what: str, error: type[EvalsuiteError] = UsageError) -> Any:
     """Parse a YAML file with :func:`evalsuite.safe_yaml.safe_load` (alias, depth, size limits,
     duplicate keys refused); every failure is a one-line ``error`` naming ``what`` and the path."""
+    return read_yaml_document(path, what, error)[0]
+
+
+def read_yaml_document(path: str | Path, what: str, error: type[EvalsuiteError] = UsageError) -> tuple[Any, bytes]:
+    """:func:`read_yaml` and the exact bytes parsed (so a record's sha256 is of what was used)."""
     from evalsuite.safe_yaml import MAX_BYTES, YamlError, safe_load
 
     p = Path(path)
@@ -111,13 +119,14 @@ def read_yaml(path: str | Path, what: str, error: type[EvalsuiteError] = UsageEr
     try:
         if p.stat().st_size > MAX_BYTES:
             raise error(f"{what} {p} is larger than {MAX_BYTES // (1024 * 1024)} MiB; refused")
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{what} {p} is not a UTF-8 text file") from None
     except OSError as exc:
         raise error(f"cannot read {what} {p}: {exc.strerror or exc}") from None
     try:
-        return safe_load(text)
+        return safe_load(text), raw
     except YamlError as exc:
         raise error(f"{what} {p}: {exc}") from None
 

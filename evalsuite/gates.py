@@ -215,26 +215,50 @@ def parse_policy(data: Any, origin: str) -> list[Gate]:
 
 def load_policy(path: str | Path | None) -> tuple[list[Gate], str]:
     """Gates from a policy YAML, or the shipped default policy when ``path`` is None."""
-    import yaml
+    gates, record = load_policy_record(path)
+    return gates, record.source
 
-    from evalsuite.config import read_yaml
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """Which policy decided a verdict: where it came from, the sha256 of its bytes, its gates."""
+
+    source: str
+    sha256: str
+    builtin: bool
+    gates: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "sha256": self.sha256, "builtin": self.builtin, "gates": list(self.gates)}
+
+
+def load_policy_record(path: str | Path | None) -> tuple[list[Gate], PolicyRecord]:
+    """:func:`load_policy` with the record of what was loaded (hash of the very bytes parsed)."""
+    import hashlib
+
+    from evalsuite.config import read_yaml_document
+    from evalsuite.safe_yaml import safe_load
 
     if path is None:
-        text = resources.files("evalsuite.presets").joinpath("policy-default.yaml").read_text(encoding="utf-8")
-        return parse_policy(yaml.safe_load(text), "default"), "default (built in)"
-    data = read_yaml(path, "policy file", PolicyError)
-    if data is None:
-        raise PolicyError(
-            f"policy file {path} is empty; write `gates: []` to gate on the built-in checks only"
-        )
-    gates = parse_policy(data, str(path))
-    if not gates:
-        import logging
+        raw = resources.files("evalsuite.presets").joinpath("policy-default.yaml").read_bytes()
+        gates = parse_policy(safe_load(raw.decode("utf-8")), DEFAULT_POLICY)
+        source, builtin = "default (built in)", True
+    else:
+        data, raw = read_yaml_document(path, "policy file", PolicyError)
+        if data is None:
+            raise PolicyError(
+                f"policy file {path} is empty; write `gates: []` to gate on the built-in checks only"
+            )
+        gates = parse_policy(data, str(path))
+        source, builtin = str(path), False
+        if not gates:
+            import logging
 
-        logging.getLogger(__name__).warning(
-            "policy %s defines no gates: only the suites' built-in checks decide the verdict", path
-        )
-    return gates, str(path)
+            logging.getLogger(__name__).warning(
+                "policy %s defines no gates: only the suites' built-in checks decide the verdict", path
+            )
+    record = PolicyRecord(source, hashlib.sha256(raw).hexdigest(), builtin, tuple(g.to_record() for g in gates))
+    return gates, record
 
 
 def builtin_gates(results: dict[str, Any]) -> list[Gate]:
@@ -402,9 +426,14 @@ def evaluate(
     return [evaluate_gate(g, results, baseline) for g in all_gates]
 
 
-def exit_code(outcomes: list[GateOutcome]) -> int:
-    """1 when any gate FAILs, else 0."""
-    return 1 if any(o.status == FAIL for o in outcomes) else 0
+#: What turns the verdict into exit code 1: a FAIL only (default), or a WARN as well.
+FAIL_ON = ("fail", "warn")
+
+
+def exit_code(outcomes: list[GateOutcome], fail_on: str = "fail") -> int:
+    """1 when any gate FAILs (or, with ``fail_on="warn"``, WARNs), else 0."""
+    bad = {FAIL, WARN} if fail_on == "warn" else {FAIL}
+    return 1 if any(o.status in bad for o in outcomes) else 0
 
 
 def verdict(outcomes: list[GateOutcome]) -> str:

@@ -174,6 +174,15 @@ def _check_leaves(node: Any, where: str) -> None:
 
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read and validate a results.json (one-line ResultsError on any problem)."""
+    return read_results_document(path)[0]
+
+
+def read_results_document(path: str | Path) -> tuple[dict[str, Any], bytes, Path]:
+    """A validated results.json with the exact bytes it was parsed from and its file path.
+
+    The bytes are what a decision record hashes (a baseline's sha256), read once so the hash
+    and the numbers cannot come from two versions of the file.
+    """
     p = Path(path)
     if not p.exists():
         raise ResultsError(f"results file not found: {p}")
@@ -182,11 +191,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
         if not p.exists():
             raise ResultsError(f"no results.json in {p.parent}")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        raw = p.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{p} is not valid JSON ({exc.__class__.__name__})") from None
     except RecursionError:
         raise ResultsError(f"{p} is nested too deeply to be a results document") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read {p}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{p} does not hold a results object")
     version = str(data.get("schema_version", ""))
@@ -195,7 +207,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
             f"{p} has schema_version {version or '(none)'}; this evalsuite reads {SCHEMA_VERSION}"
         )
     validate(data)
-    return data
+    return data, raw, p
 
 
 def gate_path(key: str) -> str:

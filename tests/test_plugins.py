@@ -95,7 +95,7 @@ def test_run_uses_the_plugin_model_format_corruption_and_suite(toy_env, tmp_path
     assert (out / "predictions" / "corruption__toy_dropout__5.npz").exists()
     assert results["conditions"]["toy/brighter"]["params"]["brighten"] == 0.25  # the typed option reached the condition
     assert (out / "predictions" / "toy__brighter.npz").exists()
-    gates = {g["gate"]["name"]: g for g in json.loads((out / "gates.json").read_text())}
+    gates = {g["gate"]["name"]: g for g in json.loads((out / "gates.json").read_text())["outcomes"]}
     assert gates["toy: clean confidence"]["gate"]["builtin"] and gates["toy: clean confidence"]["gate"]["min"] == 0.5
     assert gates["toy: clean confidence"]["status"] == "PASS"
     policy = gates["few confident mistakes"]

@@ -62,7 +62,7 @@ def test_summary_md_renders_hostile_names_inert(quick_run, tmp_path, capsys):
     assert len(rows) == 2  # the newline in the name did not split the table row
     for row in rows:
         cells = _split_unescaped_pipes(row)[1:-1]
-        assert len(cells) == 5, row  # the | in the name did not add a column
+        assert len(cells) == 8, row  # the | in the name did not add a column (8 columns)
 
 
 def _split_unescaped_pipes(row: str) -> list[str]:

@@ -4,8 +4,14 @@
   JavaScript, no external requests), Jinja2 with autoescape on because class names and paths
   come from users.
 - ``junit.xml``: one testcase per gate; FAIL gates are failures carrying the numbers, WARN
-  gates pass with the warning in ``system-out``, SKIP gates are skipped.
-- ``summary.md``: a table fit for a pull-request comment or a CI step summary.
+  gates and gates that could not be evaluated are ``<skipped>`` with a message starting
+  ``WARN:`` / ``NOT EVALUATED:`` (the status every CI test viewer shows; docs/policy.md says
+  why), valid against the Surefire (Jenkins junit-10) and the strict Ant JUnit schemas.
+- ``summary.md``: a table fit for a pull-request comment or a CI step summary, failing and
+  warning rows first.
+
+All of them, with gates.json, render from one :class:`evalsuite.decision.Decision`, so the
+four artefacts of a folder always name the same policy, baseline and verdict.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 from jinja2 import Undefined
 
 from evalsuite.atomic_io import atomic_write_text
-from evalsuite.gates import FAIL, PASS, SKIP, WARN, GateOutcome, verdict
+from evalsuite.decision import Decision
+from evalsuite.gates import FAIL, PASS, SKIP, WARN, GateOutcome
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +95,7 @@ def _outcome_rows(outcomes: list[GateOutcome]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_scorecard(results: dict[str, Any], outcomes: list[GateOutcome], base_dir: Path) -> str:
+def render_scorecard(results: dict[str, Any], decision: Decision, base_dir: Path) -> str:
     """The scorecard HTML; ``base_dir`` is where artifacts referenced by results live."""
     from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
 
@@ -120,12 +127,12 @@ def render_scorecard(results: dict[str, Any], outcomes: list[GateOutcome], base_
     metrics = results.get("metrics", {})
     report = results.get("report", {})
     names = [n for n in SECTION_ORDER if n in metrics] + [n for n in metrics if n not in SECTION_ORDER and n != "sanity"]
-    counts = {s: sum(1 for o in outcomes if o.status == s) for s in (PASS, WARN, FAIL, SKIP)}
     context = {
         "results": results,
-        "verdict": verdict(outcomes) if outcomes else PASS,
-        "gates": _outcome_rows(outcomes),
-        "counts": counts,
+        "verdict": decision.verdict,
+        "decision": decision,
+        "gates": _outcome_rows(decision.outcomes),
+        "counts": decision.counts(),
         "svg": svg,
         "img": img,
         "fmt": fmt,
@@ -164,8 +171,46 @@ def _render_section(env: Any, template: str, name: str, context: dict[str, Any])
         )
 
 
-def render_junit(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
-    """JUnit XML with one testcase per gate (FAIL -> failure, SKIP -> skipped, WARN -> passes)."""
+def _junit_timestamp(iso: str) -> str:
+    """ISO 8601 in UTC without offset or fraction (the strict Ant schema allows nothing else)."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(iso))
+    except ValueError:
+        t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _gate_details(o: GateOutcome) -> str:
+    return (
+        f"metric: {o.gate.metric}\nobserved ({o.gate.bound}): {fmt(o.value, 6)}\n"
+        f"threshold: {o.gate.threshold_text()}\n"
+        + (f"baseline: {fmt(o.baseline_value, 6)}\n" if o.baseline_value is not None else "")
+        + (f"{o.gate.description}\n" if o.gate.description else "")
+    )
+
+
+def _decision_properties(results: dict[str, Any], decision: Decision) -> list[tuple[str, str]]:
+    """Provenance of the numbers and of the verdict, as JUnit suite properties."""
+    prov = results.get("provenance", {})
+    props = [(k, str(prov.get(k, ""))) for k in ("model_sha256", "data_fingerprint", "config_hash", "seed", "device")]
+    props += [("verdict", decision.verdict), ("fail_on", decision.fail_on)]
+    if decision.policy is not None:
+        props += [("policy", decision.policy.source), ("policy_sha256", decision.policy.sha256)]
+    if decision.baseline is not None:
+        b = decision.baseline
+        props += [("baseline", b.path), ("baseline_sha256", b.sha256), ("baseline_model_sha256", b.model_sha256),
+                  ("baseline_data_fingerprint", b.data_fingerprint)]
+    return props
+
+
+def render_junit(results: dict[str, Any], decision: Decision) -> str:
+    """JUnit XML, one testcase per gate: FAIL -> failure; WARN and not-evaluated -> skipped."""
+    outcomes = decision.outcomes
+    prov = results.get("provenance", {})
     suite = ET.Element(
         "testsuite",
         {
@@ -173,15 +218,15 @@ def render_junit(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
             "tests": str(len(outcomes)),
             "failures": str(sum(o.status == FAIL for o in outcomes)),
             "errors": "0",
-            "skipped": str(sum(o.status == SKIP for o in outcomes)),
-            "time": f"{results.get('provenance', {}).get('seconds', 0):.3f}",
-            "timestamp": str(results.get("provenance", {}).get("finished_at", "")),
+            "skipped": str(sum(o.status in (WARN, SKIP) for o in outcomes)),
+            "time": f"{float(prov.get('seconds', 0) or 0):.3f}",
+            "timestamp": _junit_timestamp(prov.get("finished_at", "")),
+            "hostname": str((prov.get("host") or {}).get("hostname") or "localhost"),
         },
     )
     props = ET.SubElement(suite, "properties")
-    prov = results.get("provenance", {})
-    for key in ("model_sha256", "data_fingerprint", "config_hash", "seed", "device"):
-        ET.SubElement(props, "property", {"name": key, "value": str(prov.get(key, ""))})
+    for name, value in _decision_properties(results, decision):
+        ET.SubElement(props, "property", {"name": name, "value": value})
     for o in outcomes:
         case = ET.SubElement(
             suite,
@@ -190,17 +235,16 @@ def render_junit(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
         )
         if o.status == FAIL:
             failure = ET.SubElement(case, "failure", {"message": o.message, "type": "GateFailure"})
-            failure.text = (
-                f"metric: {o.gate.metric}\nobserved ({o.gate.bound}): {fmt(o.value, 6)}\n"
-                f"threshold: {o.gate.threshold_text()}\n"
-                + (f"baseline: {fmt(o.baseline_value, 6)}\n" if o.baseline_value is not None else "")
-                + (f"{o.gate.description}\n" if o.gate.description else "")
-            )
+            failure.text = _gate_details(o)
+        elif o.status == WARN:
+            skipped = ET.SubElement(case, "skipped", {"message": f"WARN: {o.message}"})
+            skipped.text = _gate_details(o)
         elif o.status == SKIP:
-            ET.SubElement(case, "skipped", {"message": o.message})
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = f"{o.status}: {o.message}"
+            ET.SubElement(case, "skipped", {"message": f"NOT EVALUATED: {o.message}"})
+    out = ET.SubElement(suite, "system-out")
+    out.text = "\n".join([f"evalsuite verdict: {decision.verdict} (policy {decision.policy_text})"]
+                         + [f"{o.status}: {o.gate.name}: {o.message}" for o in outcomes]) + "\n"
+    ET.SubElement(suite, "system-err").text = ""
     _sanitize_xml_tree(suite)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
@@ -251,32 +295,54 @@ def _md_code(text: Any) -> str:
     return f"{fence}{pad}{s}{pad}{fence}"
 
 
-def render_summary(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
-    """Markdown summary: verdict, the gate table, headline numbers and provenance."""
-    icon = {PASS: "✅ PASS", WARN: "⚠️ WARN", FAIL: "❌ FAIL", SKIP: "⏭️ SKIP"}
-    v = verdict(outcomes) if outcomes else PASS
+_ORDER = {FAIL: 0, WARN: 1, SKIP: 2, PASS: 3}
+_ICON = {PASS: "✅ PASS", WARN: "⚠️ WARN", FAIL: "❌ FAIL", SKIP: "⏭️ NOT EVALUATED"}
+
+
+def _summary_row(o: GateOutcome) -> str:
+    value = fmt(o.value, 4) if o.value is not None else "n/a"
+    if o.baseline_value is not None:
+        base = fmt(o.baseline_value, 4)
+        change = f"{o.value - o.baseline_value:+.4g}" if o.value is not None else "n/a"
+    else:
+        base = change = ""
+    note = _md_cell(o.message) if o.status in (SKIP, FAIL, WARN) else ""
+    return (f"| {_ICON[o.status]} | {_md_cell(o.gate.name)} | {_md_code(o.gate.metric)} "
+            f"({o.gate.bound.replace('_', ' ')}) | {value} | {base} | {change} | "
+            f"{_md_cell(o.gate.threshold_text())} | {note} |")
+
+
+def render_summary(results: dict[str, Any], decision: Decision, scorecard: str = "scorecard.html") -> str:
+    """Markdown summary: verdict, failing and warning gates first, headline numbers, provenance.
+
+    ``scorecard`` is the scorecard's path relative to where summary.md is written (a relative
+    link works in CI artefact browsers and in the run folder alike).
+    """
     model = results.get("model", {})
     data = results.get("data", {})
+    outcomes = sorted(decision.outcomes, key=lambda o: _ORDER[o.status])
+    counts = decision.counts()
     lines = [
-        f"## evalsuite: {icon[v]}",
+        f"## evalsuite: {_ICON[decision.verdict]}",
         "",
         f"Model {_md_code(Path(str(model.get('source', ''))).name)} on {_md_code(data.get('name', ''))} "
-        f"({_md_cell(data.get('n', 0))} samples).",
+        f"({_md_cell(data.get('n', 0))} samples): {counts[FAIL]} failed, {counts[WARN]} warned, "
+        f"{counts[SKIP]} not evaluated, {counts[PASS]} passed. [Scorecard]({_md_link(scorecard)})",
         "",
-        "| Status | Gate | Metric | Value | Threshold |",
-        "|---|---|---|---|---|",
+        "| Status | Gate | Metric | Value | Baseline | Change | Threshold | Note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for o in outcomes:
-        value = fmt(o.value, 4) if o.value is not None else "n/a"
-        lines.append(
-            f"| {icon[o.status]} | {_md_cell(o.gate.name)} | {_md_code(o.gate.metric)} "
-            f"({o.gate.bound.replace('_', ' ')}) | {value} | {_md_cell(o.gate.threshold_text())} |"
-        )
+    lines += [_summary_row(o) for o in outcomes]
     clean = results.get("metrics", {}).get("clean", {})
     acc = clean.get("accuracy")
     if isinstance(acc, dict):
         lines += ["", f"Clean accuracy: **{pct(acc.get('value'))}** (95% CI {ci(acc)}, n={_md_cell(acc.get('n'))})."]
     prov = results.get("provenance", {})
+    lines += ["", f"Decided by policy {_md_code(decision.policy_text)}, exit on {_md_cell(decision.fail_on)}."]
+    if decision.baseline is not None:
+        b = decision.baseline
+        lines.append(f"Baseline {_md_code(Path(b.path).name)} (sha256 {_md_code(b.sha256[:12])}, "
+                     f"model {_md_code(b.model_sha256[:12])}, data {_md_code(b.data_fingerprint[:12])}).")
     lines += [
         "",
         f"<sub>model sha256 {_md_code(str(prov.get('model_sha256', ''))[:12])} · "
@@ -289,15 +355,38 @@ def render_summary(results: dict[str, Any], outcomes: list[GateOutcome]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(results: dict[str, Any], outcomes: list[GateOutcome], out_dir: Path) -> dict[str, Path]:
-    """Write scorecard.html, junit.xml and summary.md atomically into ``out_dir``."""
-    out_dir = Path(out_dir)
-    paths = {
-        "scorecard": out_dir / "scorecard.html",
-        "junit": out_dir / "junit.xml",
-        "summary": out_dir / "summary.md",
+def _md_link(target: str) -> str:
+    """A relative link target that Markdown cannot misread (spaces and parentheses escaped)."""
+    from urllib.parse import quote
+
+    return quote(str(target), safe="/._-")
+
+
+def render_all(results: dict[str, Any], decision: Decision, artifacts_dir: Path) -> dict[str, str]:
+    """Every artefact of a decision as text, keyed by file name (nothing written yet);
+    ``artifacts_dir`` is the run folder whose images the scorecard embeds."""
+    import json
+
+    return {
+        "gates.json": json.dumps(decision.to_json(), indent=2, default=str) + "\n",
+        "junit.xml": render_junit(results, decision),
+        "summary.md": render_summary(results, decision),
+        "scorecard.html": render_scorecard(results, decision, artifacts_dir),
     }
-    atomic_write_text(paths["junit"], render_junit(results, outcomes))
-    atomic_write_text(paths["summary"], render_summary(results, outcomes))
-    atomic_write_text(paths["scorecard"], render_scorecard(results, outcomes, out_dir))
+
+
+def write_reports(results: dict[str, Any], decision: Decision, out_dir: Path,
+                  artifacts_dir: Path | None = None) -> dict[str, Path]:
+    """Write gates.json, junit.xml, summary.md and scorecard.html into ``out_dir``.
+
+    All four are rendered before the first is written, and each is replaced atomically, so
+    a folder never holds artefacts of two decisions once this returns (and a rendering
+    error leaves the previous four untouched).
+    """
+    out_dir = Path(out_dir)
+    texts = render_all(results, decision, Path(artifacts_dir) if artifacts_dir else out_dir)
+    paths = {}
+    for name, text in texts.items():
+        atomic_write_text(out_dir / name, text)
+        paths[name.split(".")[0]] = out_dir / name
     return paths
