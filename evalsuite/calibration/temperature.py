@@ -20,7 +20,10 @@ NLL is convex in ``s = 1/T`` with slope ``mean(mean_k z - z_y)`` at ``s = 0`` an
 ``mean(max_k z - z_y) >= 0`` as ``s -> infinity``, so a finite positive minimiser exists exactly
 when some label logit is below its row maximum (a misclassified sample) and the label logit beats
 the row mean on average. Both conditions are checked exactly before optimising; otherwise the fit
-returns ``temperature = nan`` with ``converged = False`` and says which case it is.
+returns ``temperature = nan`` with ``converged = False`` and says which case it is: constant
+logits in every row (the NLL is ``log C`` whatever ``T``), every label logit strictly the row
+maximum (every sample right), every label logit at the maximum with some tied, or label logits
+at or below the row mean.
 
 The interval on ``T`` is a robust (sandwich) Wald interval on ``log T``,
 ``Var = mean(g_i^2) / (n H^2)`` with per-sample gradients ``g_i`` and the curvature
@@ -166,17 +169,43 @@ def _default_chunk_elements(z: Any) -> int:
     return (1 << 24) if z.device.type == "cuda" else (1 << 20)
 
 
+def _degenerate_rows(obj: _Objective) -> tuple[int, int]:
+    """(rows whose logits are all equal, rows whose label logit ties another class at the row
+    maximum) in one pass; only the degenerate path pays for it."""
+    constant = tied = 0
+    for start in range(0, obj.n, obj.rows):
+        blk = obj.z[start : start + obj.rows]
+        zmax = obj.zmax[start : start + obj.rows]
+        at_max = (blk.double() == zmax[:, None]).sum(dim=1)
+        constant += int((at_max == obj.c).sum())
+        tied += int(((at_max > 1) & (obj.zy[start : start + obj.rows] >= zmax)).sum())
+    return constant, tied
+
+
+def _no_optimum_message(obj: _Objective) -> str:
+    """What is true of data without an interior NLL minimum: constant logits, every label at its
+    row's maximum (strictly or tied), or label logits at or below the row mean on average."""
+    constant, tied = _degenerate_rows(obj)
+    if constant == obj.n:
+        return (f"every calibration row's logits are constant (all {obj.c} classes score the same): the NLL is "
+                f"log {obj.c} = {math.log(obj.c):.4g} at every temperature, so T is not determined; the model's "
+                "outputs carry no class information")
+    if obj.separable and tied == 0:
+        return ("every calibration sample is classified correctly (its label logit is above every other logit): "
+                "the NLL keeps falling as T -> 0, so there is no finite optimum; use more or harder calibration data")
+    if obj.separable:
+        return (f"no calibration sample has a class scoring above its label, but {tied} of {obj.n} rows tie the label "
+                f"with another class at the maximum ({constant} of them with constant logits): the NLL keeps falling "
+                "as T -> 0, so there is no finite optimum; use more or harder calibration data")
+    return ("the label logit is on average at or below the mean logit: the NLL is smallest for uniform "
+            "predictions (T -> infinity); the model or the label mapping looks wrong")
+
+
 def _no_optimum(obj: _Objective) -> TemperatureFit:
     """The unconverged fit for data whose NLL has no interior minimum (``obj.separable`` or
     ``obj.no_signal``; the NLL is convex in 1/T, so these are exactly those cases)."""
     f0 = obj(1.0)[0]
-    message = (
-        "every calibration sample is classified correctly (label logit = row maximum): the NLL keeps "
-        "falling as T -> 0, so there is no finite optimum; use more or harder calibration data"
-        if obj.separable
-        else "the label logit is on average at or below the mean logit: the NLL is smallest for uniform "
-        "predictions (T -> infinity); the model or the label mapping looks wrong"
-    )
+    message = _no_optimum_message(obj)
     log.warning("temperature fit: %s", message)
     return TemperatureFit(math.nan, f0, f0, obj.n, obj.evaluations, False, message, None)
 

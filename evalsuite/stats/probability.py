@@ -66,3 +66,30 @@ def predicted_labels(logits: np.ndarray) -> np.ndarray:
 def correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """0/1 float64 per row: the finite-logit prediction equals the label."""
     return (predicted_labels(logits) == np.asarray(labels)).astype(np.float64)
+
+
+def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """0/1 float64 per row: the label is among the ``k`` highest logits, ties broken as scikit-learn does.
+
+    The rule is ``sklearn.metrics.top_k_accuracy_score``'s exactly: it ranks classes by a stable
+    ascending sort reversed, so among equal logits the *higher* class index ranks first. A row
+    counts as correct when ``#{j: z_j > z_y} + #{j > y: z_j = z_y} < k``; counting instead of
+    partitioning (``argpartition`` picks arbitrarily among ties) makes the result deterministic
+    and independent of the NumPy version. Rows with a non-finite logit count as wrong, as in
+    :func:`correct`. Note that this tie rule differs from :func:`predicted_labels` (``argmax``,
+    the *lower* index wins), so on tied rows top-1 accuracy and ``topk_correct(..., 1)`` can disagree.
+    """
+    z = np.asarray(to_numpy(logits))
+    y = np.asarray(to_numpy(labels), dtype=np.int64)
+    n, c = z.shape
+    out = np.zeros(n, dtype=np.float64)
+    if c == 0 or k <= 0:
+        return out
+    rows = max(1, _CHUNK_ELEMENTS // c)
+    cls = np.arange(c)
+    for start in range(0, n, rows):
+        blk, yb = z[start : start + rows], y[start : start + rows]
+        zy = blk[np.arange(len(blk)), yb][:, None]
+        ahead = (blk > zy).sum(axis=1) + ((blk == zy) & (cls[None, :] > yb[:, None])).sum(axis=1)
+        out[start : start + rows] = (ahead < k) & finite_rows(blk)
+    return out

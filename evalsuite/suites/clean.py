@@ -1,6 +1,7 @@
 """The clean condition: how good the model is on the data as given.
 
-Accuracy, top-5 (with at least 5 classes), per-class precision/recall/F1, macro-F1, the
+Accuracy, top-5 (with at least 5 classes; tied logits ranked as scikit-learn's
+``top_k_accuracy_score`` ranks them, :func:`evalsuite.stats.probability.topk_correct`), per-class precision/recall/F1, macro-F1, the
 confusion matrix and NLL, with 95% bootstrap CIs on the headline numbers, plus a gallery of
 the most confident mistakes. Rows whose logits are not finite count as errors and are
 reported; the runner's sanity check fails the run on them.
@@ -30,17 +31,12 @@ from evalsuite.stats import (
     per_sample_nll,
     predicted_labels,
 )
+from evalsuite.stats.probability import topk_correct
 from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 
 log = logging.getLogger(__name__)
 
 GALLERY_SIZE = 12
-
-
-def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    finite = np.all(np.isfinite(logits), axis=1)
-    top = np.argpartition(-np.where(finite[:, None], logits, 0), kth=min(k, logits.shape[1]) - 1, axis=1)[:, :k]
-    return (np.any(top == labels[:, None], axis=1) & finite).astype(np.float64)
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
