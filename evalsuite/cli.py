@@ -104,6 +104,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for k, v in defaults.items():
             if flags.get(k) is None:
                 flags[k] = v
+        if flags["model"] is None:
+            raise UsageError("run needs a MODEL (model.onnx, model.pt, model.pt2 or timm:<name>), or --config with a model key")
         if flags["data"] is None:
             raise UsageError("--data is required (a folder, a CSV/Parquet manifest, an .npz or builtin:digits)")
         config = RunConfig(**{k: v for k, v in flags.items() if v is not None})
@@ -158,7 +160,8 @@ def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="evaluate a model and gate it (the main job)", description=(
         "Evaluate MODEL on --data with the suites of --suite, write results.json, junit.xml, summary.md and "
         "scorecard.html to --out, and exit 0 (all gates pass), 1 (a FAIL gate) or 2 (bad input)."))
-    p.add_argument("model", help="model.onnx, model.pt (TorchScript), model.pt2 (torch.export) or timm:<name>")
+    p.add_argument("model", nargs="?", help="model.onnx, model.pt (TorchScript), model.pt2 (torch.export) or timm:<name> "
+                                            "(or the config file's model key)")
     p.add_argument("--data", help="image folder, manifest .csv/.parquet, .npz, or builtin:digits[:train|val|test|all]")
     p.add_argument("--suite", help="suite preset (quick, standard, full) or a suite YAML (default: standard)")
     p.add_argument("--policy", help="policy YAML (default: the built-in default policy)")
@@ -311,13 +314,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    for key, value in info.items():
-        if isinstance(value, dict):
-            print(f"{key}:")
-            for k, v in value.items():
-                print(f"  {k}: {v}")
-        else:
-            print(f"{key}: {value}")
+    from evalsuite.inspect_text import format_inspection
+
+    print(format_inspection(info))
     return 0
 
 
@@ -400,7 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_misc(sub)
     for module in PLUGIN_COMMANDS:
         importlib.import_module(module).register(sub)
+    for command in set(sub.choices.values()):
+        _add_common_flags(command)
     return parser
+
+
+def _add_common_flags(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q``/``--debug`` after the command too (``evalsuite run ... -q``); SUPPRESS keeps a
+    flag given before the command when it is not repeated after it."""
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of internal errors")
 
 
 def _version() -> str:

@@ -83,6 +83,10 @@ class RunConfig:
         """Load a run config file; keyword ``overrides`` (from the CLI) win over the file."""
         data = load_yaml_mapping(path, what="run config")
         data = {k.replace("-", "_"): v for k, v in data.items()}
+        if "out" in data:  # the flag's name (--out); out_dir is the field's
+            if "out_dir" in data:
+                raise UsageError(f"run config {path}: give 'out' or 'out_dir', not both")
+            data["out_dir"] = data.pop("out")
         valid = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - valid)
         if unknown:
@@ -161,13 +165,12 @@ def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
     if spec.endswith((".yaml", ".yml")) or "/" in spec:
         data = load_yaml_mapping(spec, what="suite file")
         origin = spec
-    else:
-        names = preset_names()
-        if spec not in names:
-            raise UsageError(f"unknown suite preset {spec!r}{did_you_mean(spec, names)}; presets: {', '.join(names)}")
+    elif spec in preset_names():
         text = resources.files(PRESET_PACKAGE).joinpath(f"{spec}.yaml").read_text(encoding="utf-8")
         data = yaml.safe_load(text) or {}
         origin = f"preset {spec}"
+    else:
+        return _suite_list(spec)
     unknown = sorted(set(data) - {"suites", "description"})
     if unknown:
         raise UsageError(f"{origin}: unknown key {unknown[0]!r}; expected 'suites' (and optional 'description')")
@@ -181,6 +184,27 @@ def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
         if not isinstance(opts, dict):
             raise UsageError(f"{origin}: options of suite {name!r} must be a mapping, got {type(opts).__name__}")
         out[str(name)] = dict(opts)
+    return out
+
+
+def _suite_list(spec: str) -> dict[str, dict[str, Any]]:
+    """``--suite clean,corruption``: suite names and presets, comma-separated, each with its defaults
+    (a preset contributes its suites with the preset's options; a later entry's options win)."""
+    from evalsuite.suites import SUITES
+
+    presets, suites = preset_names(), SUITES.names()
+    out: dict[str, dict[str, Any]] = {}
+    for raw in spec.split(","):
+        name = raw.strip()
+        if name in presets:
+            out.update(load_suite_spec(name))
+        elif name in suites:
+            out.setdefault(name, {})
+        else:
+            known = [*presets, *suites]
+            what = f"{name!r} in --suite {spec!r}" if "," in spec else repr(name)
+            raise UsageError(f"unknown suite or preset {what}{did_you_mean(name, known)}; presets: "
+                             f"{', '.join(presets)}; suites: {', '.join(suites)}; or a suite YAML file")
     return out
 
 

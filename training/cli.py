@@ -14,10 +14,19 @@ from typing import Any
 
 DEFAULT_OUT = "runs/train-{name}"
 
+HELP = (
+    "Train a model from RECIPE, export it (safetensors + ONNX) and gate it with evalsuite run. "
+    "RECIPE is a bundled recipe name (evalsuite ls recipes, or --list) or a YAML path; each KEY=VALUE "
+    "overrides one dotted recipe key (optim.lr=0.01, schedule.epochs=5, adversarial.method=trades). "
+    "Exit code: the gate verdict of the final run (0 pass, 1 a gate failed), 2 for a mistake in the "
+    "recipe or data."
+)
+
 
 def add_arguments(p: argparse.ArgumentParser, *, remainder: bool) -> None:
     """The train arguments; with ``remainder`` overrides and options may be mixed after RECIPE."""
-    p.add_argument("recipe", help="bundled recipe name (see --list) or a recipe YAML file")
+    p.add_argument("recipe", nargs="?", help="bundled recipe name (see --list) or a recipe YAML file")
+    p.add_argument("--list", action="store_true", help="print the bundled recipes and exit")
     p.add_argument("--out", default=None, help="output folder (default: runs/train-<recipe name>); a rerun resumes")
     p.add_argument("--print-recipe", action="store_true", help="print the resolved recipe as YAML and exit")
     if remainder:
@@ -37,6 +46,7 @@ def _split_remainder(args: argparse.Namespace) -> argparse.Namespace:
     inner = argparse.ArgumentParser(prog="evalsuite train", add_help=False)
     inner.add_argument("--out", default=None)
     inner.add_argument("--print-recipe", action="store_true")
+    inner.add_argument("--list", action="store_true")
     inner.add_argument("overrides", nargs="*")
     try:
         ns, unknown = inner.parse_known_intermixed_args(rest)
@@ -50,6 +60,7 @@ def _split_remainder(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"unknown train option(s) {' '.join(unknown)}; overrides look like section.key=value")
     args.out = ns.out or args.out
     args.print_recipe = args.print_recipe or ns.print_recipe
+    args.list = args.list or ns.list
     args.overrides = list(ns.overrides)
     return args
 
@@ -81,6 +92,16 @@ def handle(args: argparse.Namespace) -> int:
     from training.loop import Trainer
 
     args = _split_remainder(args)
+    if args.list:
+        from training import list_entries
+
+        for name, desc in list_entries():
+            print(f"{name}  {desc}")
+        return 0
+    if not args.recipe:
+        from evalsuite.errors import UsageError
+
+        raise UsageError("train needs a RECIPE (a bundled name, see `evalsuite train --list`, or a YAML path)")
     recipe = load_recipe(args.recipe, args.overrides)
     if args.print_recipe:
         sys.stdout.write(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
@@ -109,7 +130,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model from a YAML recipe, export it (safetensors + ONNX) and gate it with evalsuite run",
-        description=__doc__,
+        description=HELP,
     )
     add_arguments(p, remainder=True)
     p.set_defaults(func=handle)
@@ -121,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from evalsuite.errors import EvalsuiteError
 
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m training", description=HELP)
     add_arguments(p, remainder=False)
     p.add_argument("-v", "--verbose", action="store_true", help="log every step of the pipeline")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors")
