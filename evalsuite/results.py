@@ -105,12 +105,9 @@ JSON_SCHEMA: dict[str, Any] = {
         "metric_tree": {
             "if": {"type": "object", "required": ["value", "n"]},
             "then": {"$ref": "#/$defs/metric_leaf"},
-            "else": {
-                "anyOf": [
-                    {"type": "object", "additionalProperties": {"$ref": "#/$defs/metric_tree"}},
-                    {"type": ["string", "number", "boolean", "null", "array"]},
-                ]
-            },
+            # Below a suite every value is a metric leaf or a group of them: a hand-edited
+            # ``clean.accuracy: "high"`` fails here, as it would fail gating.
+            "else": {"type": "object", "additionalProperties": {"$ref": "#/$defs/metric_tree"}},
         },
     },
 }
@@ -154,10 +151,15 @@ def validate(results: dict[str, Any]) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(JSON_SCHEMA)
-    err = next(iter(sorted(validator.iter_errors(_jsonable(results)), key=lambda e: list(e.path))), None)
+    err = jsonschema.exceptions.best_match(validator.iter_errors(_jsonable(results)))
     if err is not None:
+        while err.context:  # the innermost reason, not "... is not valid under any of the given schemas"
+            err = jsonschema.exceptions.best_match(err.context)
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ResultsError(f"results do not follow schema {SCHEMA_VERSION} at {where}: {err.message}")
+        found = json.dumps(err.instance, default=str)
+        found = found if len(found) <= 60 else found[:57] + "..."
+        reason = err.message if len(err.message) <= 160 else f"{err.validator} {err.validator_value!r} not met"
+        raise ResultsError(f"results do not follow schema {SCHEMA_VERSION} at {where} (found {found}): {reason}")
     _check_leaves(results.get("metrics", {}), "metrics")
 
 

@@ -81,3 +81,24 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "found"),
+    [
+        (lambda m: m["clean"].__setitem__("accuracy", "high"), "metrics/clean/accuracy ", '"high"'),
+        (lambda m: m["clean"]["accuracy"].__setitem__("value", "high"), "metrics/clean/accuracy/value", '"high"'),
+        (lambda m: m["clean"]["accuracy"].__setitem__("n", 3.5), "metrics/clean/accuracy/n", "3.5"),
+        (lambda m: m["clean"]["accuracy"].__setitem__("ci", [0.1]), "metrics/clean/accuracy/ci", "[0.1]"),
+    ],
+)
+def test_metric_leaves_are_typed_strictly_with_a_short_message(edit, where, found):
+    """A hand-edited leaf fails validation naming the exact path and the value found, in one
+    short line (not a dump of the whole suite's metrics)."""
+    r = minimal_results()
+    r["metrics"]["clean"]["per_class"] = {"0": {"recall": metric(1.0, 1, None)}}
+    edit(r["metrics"])
+    with pytest.raises(ResultsError) as info:
+        validate(r)
+    msg = str(info.value)
+    assert f"at {where.strip()} (found {found})" in msg and len(msg) < 300, msg
