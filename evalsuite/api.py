@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = (
-    "evalsuite", "torch", "torchvision", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "timm",
+    "evalsuite", "torch", "torchvision", "numpy", "numba", "onnx", "onnxruntime", "onnxruntime-gpu", "timm",
     "imagecorruptions-imaug", "imagecorruptions", "torchattacks", "netcal", "fairlearn",
     "scikit-learn", "scikit-image", "pillow", "onnx2torch", "onnxscript",
 )
@@ -266,9 +266,38 @@ def run(config: RunConfig) -> RunOutcome:
     return RunOutcome(decision.exit_code, out_dir, results, outcomes)
 
 
+def estimate_run(plan: RunPlan) -> tuple[list[Any], Any]:
+    """Per-suite plan and probed rates of a validated run (:mod:`evalsuite.run_estimate`);
+    the dataset is scanned (decoded once) first, which validation of every image needs anyway."""
+    from evalsuite.run_estimate import build_plan, probe_rates
+    from evalsuite.runner import condition_positions
+
+    source = plan.source
+    source.scan()
+    if len(source.valid) == 0:
+        raise UsageError("no image of the dataset could be read")
+    samples = {c.key: int(len(condition_positions(c, source))) for c in plan.conditions}
+    plans = build_plan(plan.conditions, samples)
+    probe = source.get(source.valid[: plan.config.batch_size * 3])
+    rates = probe_rates(plan.model, probe, plan.config.batch_size, plan.device,
+                        gradient=any(p.gradient_passes for p in plans))
+    return plans, rates
+
+
+def dry_run(config: RunConfig) -> str:
+    """The plan of a run (validated as ``run`` validates it, probed on this machine); nothing is written."""
+    from evalsuite.run_estimate import format_plan
+
+    plan = plan_run(config)
+    plans, rates = estimate_run(plan)
+    return format_plan(plans, rates, len(plan.source.valid), plan.device)
+
+
 def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dict[str, Any]:
     """Predictions for every condition (stored in ``staging``), then every suite's summary."""
     from evalsuite.predictions import PredictionSet, PredictionStore
+    from evalsuite.run_estimate import RunProgress, format_plan
+    from evalsuite.run_estimate import log as plan_log
     from evalsuite.runner import run_conditions
 
     config, model, dataset, source = plan.config, plan.model, plan.dataset, plan.source
@@ -283,9 +312,12 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
         "valid": int(len(source.valid)),
     }
     store = PredictionStore(staging / "predictions", run_identity)
-    runs = run_conditions(plan.conditions, source=source, model=model, labels=plan.labels, ids=dataset.ids,
-                          seed=config.seed, device=plan.device, batch_size=config.batch_size, store=store,
-                          resume=config.resume, run_context=plan.context)
+    plans, rates = estimate_run(plan)
+    plan_log.info("%s", format_plan(plans, rates, len(source.valid), plan.device))
+    with RunProgress(plans, rates) as reporter:
+        runs = run_conditions(plan.conditions, source=source, model=model, labels=plan.labels, ids=dataset.ids,
+                              seed=config.seed, device=plan.device, batch_size=config.batch_size, store=store,
+                              resume=config.resume, run_context=plan.context, reporter=reporter)
     preds = PredictionSet({k: r.predictions for k, r in runs.items()})
     suite_seconds: dict[str, float] = {}
     for cond in plan.conditions:

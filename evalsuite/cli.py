@@ -54,8 +54,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
         level = logging.ERROR
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if level > logging.INFO and not getattr(args, "quiet", False):
-        # The attack cost estimate is printed before long attack runs start, as users expect.
+        # The run plan with its estimate, per-suite lines and the heartbeat show without -v, so
+        # a terminal or a CI log says where a long run is.
         logging.getLogger("evalsuite.suites.adversarial").setLevel(logging.INFO)
+        logging.getLogger("evalsuite.plan").setLevel(logging.INFO)
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -109,6 +111,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if flags["data"] is None:
             raise UsageError("--data is required (a folder, a CSV/Parquet manifest, an .npz or builtin:digits)")
         config = RunConfig(**{k: v for k, v in flags.items() if v is not None})
+    if args.dry_run:
+        from evalsuite.api import dry_run
+
+        print(dry_run(config))
+        return 0
     outcome = run(config)
     if args.format == "json":
         from pathlib import Path
@@ -189,6 +196,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--devices", metavar="FLEET.yaml", help="deprecated name of --device-profiles")
     p.add_argument("--device-column", metavar="COLUMN", help="deprecated name of --capture-column")
     p.add_argument("--calibration-data", metavar="DATA", help="separate data to fit the temperature on")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate every input, probe this machine's speed, print the plan with an estimated time, "
+                        "and exit 0 without writing anything")
     add_decision_flags(p)
     add_model_flags(p)
     p.set_defaults(func=_cmd_run)

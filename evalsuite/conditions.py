@@ -160,6 +160,11 @@ class Condition(ABC):
     def prepare(self, run: Any) -> None:  # noqa: B027 - optional hook
         """One-time set-up before the first batch (e.g. build an attack bridge)."""
 
+    def cost(self, n: int) -> tuple[float, float]:
+        """Model work for ``n`` samples as (forward, forward+backward) sample-passes, for the run
+        plan's estimate (:mod:`evalsuite.run_estimate`); one forward pass per sample by default."""
+        return float(n), 0.0
+
     @abstractmethod
     def apply(self, x: Any, ctx: BatchContext) -> Any:
         """Return the perturbed batch, or ``(batch, extras)`` where ``extras`` maps names to

@@ -24,10 +24,13 @@ def progress_enabled() -> bool:
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar when :func:`progress_enabled`, else return it unchanged."""
+    """Wrap ``iterable`` in a tqdm bar when :func:`progress_enabled`, else iterate it unchanged.
+
+    The bar itself is returned (it has ``set_description``, which callers use to name the
+    current step); without a bar, a plain iterator.
+    """
     if not progress_enabled():
-        yield from iterable
-        return
+        return iter(iterable)
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)

@@ -190,7 +190,9 @@ def run_condition(
         if on_batch is not None:
             on_batch(len(item.index))
 
-    batches = source.batches(positions, batch_size)
+    # A condition that fixes its own batch composition (attacks: random starts are drawn per batch)
+    # is batched by it, so --batch-size never changes its result.
+    batches = source.batches(positions, getattr(condition, "batch_size", None) or batch_size)
     if condition.uses_model:
         for idx, images in batches:
             consume(produce(idx, images))
@@ -276,6 +278,7 @@ def run_conditions(
     store: PredictionStore,
     resume: bool,
     run_context: Any,
+    reporter: Any = None,
 ) -> dict[str, ConditionRun]:
     """Run (or, with ``resume``, reload) every condition, saving each as it completes.
 
@@ -285,8 +288,11 @@ def run_conditions(
     from evalsuite.models.outputs import check_output_kind, declared_kind
 
     done: dict[str, ConditionRun] = {}
-    for condition in progress(conditions, total=len(conditions), desc="conditions", unit="cond"):
+    bar = progress(conditions, total=len(conditions), desc="conditions", unit="cond")
+    for condition in bar:
         positions = condition_positions(condition, source)
+        if hasattr(bar, "set_description"):
+            bar.set_description(f"{condition.suite}: {condition.key}")
         if resume:
             cached = store.load(condition.key, dict(condition.params), positions)
             if cached is not None:
@@ -296,6 +302,8 @@ def run_conditions(
                 done[condition.key] = ConditionRun(cached, 0.0, True)
                 continue
         t0 = time.perf_counter()
+        if reporter is not None:
+            reporter.started(condition, len(positions))
         condition.prepare(run_context)
         log.info("condition %s (%d samples)", condition.key, len(positions))
         preds = run_condition(
@@ -312,4 +320,6 @@ def run_conditions(
             check_output_kind(preds.logits, declared_kind(model), model.info.source)
         store.save(preds)
         done[condition.key] = ConditionRun(preds, time.perf_counter() - t0, False)
+        if reporter is not None:
+            reporter.finished(condition, len(positions), done[condition.key].seconds)
     return done
