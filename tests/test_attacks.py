@@ -76,8 +76,10 @@ def test_pgd_through_evalsuite_equals_torchattacks_called_directly(digits_model,
     model = TorchModel(digits_model)
     eps, steps, n, batch = 4 / 255, 10, 48, 16
     opts = {"attacks": ["pgd"], "n": n, "norms": ["linf"], "linf_eps": ["4/255"], "steps": steps, "sanity": False,
-            "examples": 0}
-    suite, conds, preds, out, ctx = mini_run(model, opts, tmp_path, batch_size=batch)
+            "examples": 0, "attack_batch_size": batch}
+    # The runner's batch (--batch-size) differs from the attacks' own: the attack batches are runs of
+    # ``batch`` consecutive subset samples whatever it is.
+    suite, conds, preds, out, ctx = mini_run(model, opts, tmp_path, batch_size=20)
     key = "attack/linf/4_255"
     p = preds[key]
     ours = (p.predicted == p.labels) & p.extras["clean_correct"]

@@ -58,7 +58,7 @@ DEFAULTS = {
                     "l2_eps": None, "attacks": None, "steps": 10, "apgd_steps": 100, "targets": 9,
                     "square_queries": None, "sanity": True, "blackbox_n": 32, "blackbox_queries": None,
                     "large_eps": 0.5, "sanity_n": 32, "bridge_tolerance": 1e-3, "examples": 3, "amp": False,
-                    "channels_last": False},
+                    "channels_last": False, "attack_batch_size": 64},
 }
 
 

@@ -49,8 +49,12 @@ SQUARE_CHECK = "square-check"
 def attack_seed(seed: int, key: str, attack: str, ids: Sequence[Any]) -> int:
     """Seed of one attack on one batch: BLAKE2b of (run seed, condition key, attack, sample ids).
 
-    Attacks draw random starts for a whole batch at once, so the seed depends on the batch's
-    sample ids: a run is reproducible for a given batch size.
+    torchattacks draws random starts for a whole batch from one generator (APGD/FAB/Square re-seed
+    it themselves; Square draws each iteration's square once for the batch), so a sample's result
+    depends on the batch it is in; the seed is keyed on that batch's ids (the samples still
+    standing when the attack runs). Results are therefore a function of the batch composition:
+    the adversarial suite fixes it with its own ``attack_batch_size`` (consecutive runs of the
+    attacked subset), so ``--batch-size`` never changes them.
     """
     return sample_seed(seed, f"{key}\x1f{attack}", "\x1e".join(str(i) for i in ids))
 

@@ -37,6 +37,12 @@ Options (``suites: {adversarial: {...}}`` in a suite preset):
 - ``examples``: example pairs shown per norm (default 3); ``amp`` / ``channels_last``: run
   white-box attacks under CUDA float16 autocast / channels_last (default off; the final
   check always uses ``model.predict``).
+- ``attack_batch_size`` (default 64): the attacks' own batch size. Attack batches are
+  consecutive runs of the subset in dataset order, formed independently of ``--batch-size``,
+  because the attacks draw random starts per batch (and Square one square per iteration for
+  the whole batch): a result then depends on this option (recorded in every condition's params), never on
+  ``--batch-size``. Attack memory grows with it; lower it when a large model's attacks do not
+  fit.
 
 Metrics (gate paths): ``adversarial.<norm>.<eps key>.robust_accuracy`` (also
 ``clean_accuracy``, ``attack_success_rate``, ``mean_linf``, ``mean_l2``, ``violations``),
@@ -67,6 +73,9 @@ from evalsuite.suites.base import RunContext, Suite, SuiteOutput
 log = logging.getLogger(__name__)
 
 DEFAULT_N = 128
+# The attacks' own batch size. 64 is --batch-size's default, so a default run attacks exactly the
+# batches it did when attacks followed --batch-size.
+DEFAULT_ATTACK_BATCH = 64
 DEFAULT_EXAMPLES = 3
 GRADIENT_BAD_MAX = 0.10
 LARGE_EPS_MAX_ACCURACY = 0.10
@@ -81,7 +90,10 @@ class AttackCondition(Condition):
     """One threat model (norm, eps): every attack of the tier, per-sample worst case.
 
     ``indices`` (dataset positions to evaluate, or None for all) restricts the runner to the
-    attacked subset. ``state`` is the suite's shared engine (built once per run).
+    attacked subset; ``batch_size`` (the suite's ``attack_batch_size``) is the batch the runner
+    hands ``apply``, in place of ``--batch-size``, so the attack batches (and with them every
+    random start and seed) do not depend on it. ``state`` is the suite's shared engine (built
+    once per run).
     """
 
     key: str = ""
@@ -91,6 +103,7 @@ class AttackCondition(Condition):
     eps: float = 0.0
     attacks: tuple[str, ...] = ()
     indices: np.ndarray | None = None
+    batch_size: int | None = None
     blackbox_ids: frozenset[str] = frozenset()
     blackbox_queries: int = 1000
     settings: Any = None
@@ -207,6 +220,7 @@ class AdversarialOptions:
     examples: int = DEFAULT_EXAMPLES  # example pairs shown per norm
     amp: bool = False
     channels_last: bool = False
+    attack_batch_size: int = DEFAULT_ATTACK_BATCH  # the attacks' batch, independent of --batch-size
 
     def __post_init__(self) -> None:
         from evalsuite.attacks.runners import TIERS
@@ -231,7 +245,7 @@ class AdversarialOptions:
             if nm not in self.norms:
                 self.norms.append(nm)
         for name in ("steps", "apgd_steps", "targets", "square_queries", "blackbox_n", "blackbox_queries", "sanity_n",
-                     "examples"):
+                     "examples", "attack_batch_size"):
             value, minimum = getattr(self, name), 0 if name in ("blackbox_n", "examples") else 1
             if value is not None and value < minimum:
                 raise UsageError(f"suite 'adversarial': option {name} must be an integer >= {minimum}, got {value!r}")
@@ -275,6 +289,7 @@ class AdversarialSuite(Suite):
         self.n_examples = o.examples
         self.amp = o.amp
         self.channels_last = o.channels_last
+        self.attack_batch_size = o.attack_batch_size
         self._state: _State | None = None
         self._conditions: list[AttackCondition] = []
         self._estimate: dict[str, Any] = {}
@@ -299,87 +314,110 @@ class AdversarialSuite(Suite):
         return to_tensor(np.asarray(images), run.device)
 
     def conditions(self, run: RunContext) -> list[Condition]:
-        from evalsuite.attacks.runners import supported
-        from evalsuite.attacks.threat import NORM_LABELS
-
         seed = int(run.seed if self.seed is None else self.seed)
         state = _State(self.settings, self.tolerance, self.amp, self.channels_last, seed)
         self._state = state
         positions = self._subset_positions(run, seed)
         self._subset = positions
-        batch = max(1, min(int(run.batch_size), len(positions)))
-        inputs = self._real_inputs(run, positions, batch)
+        if int(run.batch_size) != self.attack_batch_size:
+            log.info("adversarial: attacks run in batches of %d (suites.adversarial.attack_batch_size), not "
+                     "--batch-size %d, so that --batch-size cannot change their results", self.attack_batch_size,
+                     int(run.batch_size))
+        # The bridge check and the cost estimate use the first attack batch.
+        inputs = self._real_inputs(run, positions, max(1, min(self.attack_batch_size, len(positions))))
         state.ensure(run, inputs)
-        n_classes = run.model.info.num_classes
         ids = np.asarray(run.dataset.ids)
 
+        # One generator, drawn in this order: the black-box check's samples, then the sanity subset.
         rng = np.random.default_rng(seed + 1)
         bb_pos = np.sort(rng.choice(positions, size=min(self.blackbox_n, len(positions)), replace=False)) \
             if len(positions) else positions
         bb_ids = frozenset(str(ids[p]) for p in bb_pos)
 
-        conds: list[AttackCondition] = []
         common = {"tier": self.tier, "n": int(len(positions)), "seed": seed, "mode": state.mode,
-                  "settings": asdict(self.settings)}
+                  "settings": asdict(self.settings), "attack_batch_size": self.attack_batch_size}
         if state.mode == MODE_BLACK:
             common["reason"] = state.reason
+        conds: list[AttackCondition] = []
         for norm in self.norms:
-            if state.mode == MODE_WHITE:
-                names = []
-                for a in self.attacks:
-                    ok, why = supported(a, norm, n_classes)
-                    if ok:
-                        names.append(a)
-                    else:
-                        log.info("adversarial: %s skipped for %s (%s)", a, norm, why)
-                if not names:
-                    raise UsageError(f"suite 'adversarial': none of the attacks {self.attacks} supports {norm}")
-            else:
-                names = ["square"]
-            eps_list = self.eps[norm]
-            for i, eps in enumerate(eps_list):
-                largest = i == len(eps_list) - 1
-                check = (self.sanity and largest and state.mode == MODE_WHITE and self.blackbox_n > 0
-                         and "square" not in names)
-                params = dict(common, norm=norm, norm_label=NORM_LABELS[norm], eps=eps.value, eps_label=eps.label,
-                              eps_key=eps.key, attacks=list(names),
-                              blackbox_check={"n": len(bb_ids), "queries": self.blackbox_queries} if check else None)
-                conds.append(AttackCondition(
-                    identity=ConditionIdentity(suite=self.name, kind="attack", parts=(norm, eps.key)),
-                    params=params,
-                    norm=norm,
-                    eps=eps.value,
-                    attacks=tuple(names),
-                    indices=positions,
-                    blackbox_ids=bb_ids if check else frozenset(),
-                    blackbox_queries=self.blackbox_queries,
-                    settings=self.settings,
-                    state=state,
-                ))
+            conds += self._threat_conditions(norm, self._attack_names(norm, run.model.info.num_classes, state),
+                                             positions, bb_ids, common, state)
         if self.sanity:
-            from dataclasses import replace
-
             sanity_pos = positions[np.sort(rng.choice(len(positions), size=min(self.sanity_n, len(positions)),
                                                       replace=False))] if len(positions) else positions
-            names = ("pgd",) if state.mode == MODE_WHITE else ("square",)
-            settings = replace(self.settings, pgd_steps=max(SANITY_PGD_STEPS, self.settings.pgd_steps))
-            params = dict(common, norm="linf", norm_label=NORM_LABELS["linf"], eps=self.large_eps.value,
-                          eps_label=self.large_eps.label, eps_key=self.large_eps.key, attacks=list(names),
-                          sanity=True, n=int(len(sanity_pos)), settings=asdict(settings), blackbox_check=None)
-            conds.append(AttackCondition(
-                identity=ConditionIdentity(suite=self.name, kind="attack",
-                                           parts=("sanity", f"linf_{self.large_eps.key}")),
-                params=params,
-                norm="linf",
-                eps=self.large_eps.value,
-                attacks=names,
-                indices=sanity_pos,
-                settings=settings,
-                state=state,
-            ))
+            conds.append(self._sanity_condition(sanity_pos, common, state))
         self._conditions = conds
         self._estimate = self._estimate_cost(run, conds, inputs)
         return list(conds)
+
+    def _attack_names(self, norm: str, n_classes: int, state: _State) -> list[str]:
+        """The attacks that run for ``norm``: the tier's (or configured) ones it supports; Square when black-box."""
+        from evalsuite.attacks.runners import supported
+
+        if state.mode != MODE_WHITE:
+            return ["square"]
+        names = []
+        for a in self.attacks:
+            ok, why = supported(a, norm, n_classes)
+            if ok:
+                names.append(a)
+            else:
+                log.info("adversarial: %s skipped for %s (%s)", a, norm, why)
+        if not names:
+            raise UsageError(f"suite 'adversarial': none of the attacks {self.attacks} supports {norm}")
+        return names
+
+    def _threat_conditions(self, norm: str, names: list[str], positions: np.ndarray, bb_ids: frozenset[str],
+                           common: dict[str, Any], state: _State) -> list[AttackCondition]:
+        """One condition per epsilon of ``norm``; the largest also gets the Square check on ``bb_ids``."""
+        from evalsuite.attacks.threat import NORM_LABELS
+
+        conds = []
+        eps_list = self.eps[norm]
+        for i, eps in enumerate(eps_list):
+            largest = i == len(eps_list) - 1
+            check = (self.sanity and largest and state.mode == MODE_WHITE and self.blackbox_n > 0
+                     and "square" not in names)
+            params = dict(common, norm=norm, norm_label=NORM_LABELS[norm], eps=eps.value, eps_label=eps.label,
+                          eps_key=eps.key, attacks=list(names),
+                          blackbox_check={"n": len(bb_ids), "queries": self.blackbox_queries} if check else None)
+            conds.append(AttackCondition(
+                identity=ConditionIdentity(suite=self.name, kind="attack", parts=(norm, eps.key)),
+                params=params,
+                norm=norm,
+                eps=eps.value,
+                attacks=tuple(names),
+                indices=positions,
+                batch_size=self.attack_batch_size,
+                blackbox_ids=bb_ids if check else frozenset(),
+                blackbox_queries=self.blackbox_queries,
+                settings=self.settings,
+                state=state,
+            ))
+        return conds
+
+    def _sanity_condition(self, positions: np.ndarray, common: dict[str, Any], state: _State) -> AttackCondition:
+        """The large-epsilon check: PGD-20 (Square when black-box) at L-inf ``large_eps`` on ``positions``."""
+        from dataclasses import replace
+
+        from evalsuite.attacks.threat import NORM_LABELS
+
+        names = ("pgd",) if state.mode == MODE_WHITE else ("square",)
+        settings = replace(self.settings, pgd_steps=max(SANITY_PGD_STEPS, self.settings.pgd_steps))
+        params = dict(common, norm="linf", norm_label=NORM_LABELS["linf"], eps=self.large_eps.value,
+                      eps_label=self.large_eps.label, eps_key=self.large_eps.key, attacks=list(names),
+                      sanity=True, n=int(len(positions)), settings=asdict(settings), blackbox_check=None)
+        return AttackCondition(
+            identity=ConditionIdentity(suite=self.name, kind="attack", parts=("sanity", f"linf_{self.large_eps.key}")),
+            params=params,
+            norm="linf",
+            eps=self.large_eps.value,
+            attacks=names,
+            indices=positions,
+            batch_size=self.attack_batch_size,
+            settings=settings,
+            state=state,
+        )
 
     def _estimate_cost(self, run: RunContext, conds: list[AttackCondition], inputs: Any) -> dict[str, Any]:
         """Upper bound of passes (no sample ever broken) and the time they take, from one timed pass."""
@@ -451,8 +489,6 @@ class AdversarialSuite(Suite):
     # ------------------------------------------------------------------------------- summary
 
     def summarize(self, run: RunContext, preds: PredictionSet) -> SuiteOutput:
-        from evalsuite.attacks.threat import L2_ATOL, L2_RTOL, LINF_ATOL, NORM_LABELS
-
         seed = int(run.seed if self.seed is None else self.seed)
         items = preds.by_suite(self.name)
         main = [p for p in items if not p.params.get("sanity")]
@@ -461,9 +497,38 @@ class AdversarialSuite(Suite):
         mode = state.mode if state is not None else (main[0].params.get("mode", MODE_WHITE) if main else MODE_WHITE)
         reason = state.reason if state is not None else (main[0].params.get("reason", "") if main else "")
         whitebox = mode == MODE_WHITE
-        metrics: dict[str, Any] = {}
-        checks: list[Gate] = []
-        report: dict[str, Any] = {
+        report = self._report_header(mode, reason, seed, main)
+        if not main:
+            report["note"] = "no adversarial conditions ran"
+            return SuiteOutput(metrics={}, checks=[], report=report)
+
+        metrics, totals = self._threat_metrics(main, seed, report)
+        cc = np.asarray(main[0].extras["clean_correct"], bool)
+        metrics["clean_accuracy"] = mean_metric(cc.astype(np.float64), seed=seed)
+        leaves = [(norm, key, node["robust_accuracy"]) for norm in report["attacks"] for key, node in metrics[norm].items()]
+        worst = min(leaves, key=lambda t: (t[2]["value"] if t[2]["value"] is not None else math.inf))
+        metrics["worst"] = {"robust_accuracy": dict(worst[2], condition=f"{worst[0]}/{worst[1]}")}
+        metrics["violations"] = metric(totals["violations"], totals["outputs"], None, "lower")
+        metrics["nonfinite_outputs"] = metric(totals["nonfinite"], totals["outputs"], None, "lower")
+        metrics["white_box"] = metric(1.0 if whitebox else 0.0, 1, None, "higher")
+        if state is not None and state.bridge is not None:
+            metrics["bridge"] = {"max_abs_diff": metric(state.bridge["max_abs_diff"], state.bridge["n_checked"], None,
+                                                        "lower", tolerance=state.bridge["tolerance"])}
+        report["curves"] = self._curves(report, metrics)
+        checks = self._builtin_checks(whitebox, reason)
+        if self.sanity:
+            metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, whitebox, seed)
+            report["sanity"] = sanity_rows
+            checks.extend(sanity_checks)
+        report["examples"] = self._examples(run, main, whitebox)
+        return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    def _report_header(self, mode: str, reason: str, seed: int, main: list[Predictions]) -> dict[str, Any]:
+        """The report data's fixed part (what ran, how, the tolerances); the rest is filled in by summarize."""
+        from evalsuite.attacks.threat import L2_ATOL, L2_RTOL, LINF_ATOL
+
+        state = self._state
+        return {
             "tier": self.tier,
             "mode": mode,
             "reason": reason,
@@ -478,49 +543,51 @@ class AdversarialSuite(Suite):
             "sanity": [],
             "examples": [],
         }
-        if not main:
-            report["note"] = "no adversarial conditions ran"
-            return SuiteOutput(metrics=metrics, checks=checks, report=report)
 
+    def _threat_metrics(self, main: list[Predictions], seed: int, report: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, int]]:
+        """Metrics per (norm, eps) in the configured order, their report rows (into ``report``) and totals."""
+        from evalsuite.attacks.threat import NORM_LABELS
+
+        metrics: dict[str, Any] = {}
         rows = []
-        leaves: list[tuple[str, str, dict[str, Any]]] = []
-        total_violations = 0
-        total_nonfinite = 0
-        n_outputs = 0
+        totals = {"violations": 0, "nonfinite": 0, "outputs": 0}
         order = {nm: i for i, nm in enumerate(self.norms)}
         for p in sorted(main, key=lambda q: (order.get(q.params["norm"], len(order)), q.params["eps"])):
             norm, key = p.params["norm"], p.params["eps_key"]
             node, row = self._condition_metrics(p, seed)
             metrics.setdefault(norm, {})[key] = node
-            leaves.append((norm, key, node["robust_accuracy"]))
-            total_violations += int(node["violations"]["value"])
-            total_nonfinite += int(np.asarray(p.extras.get("nonfinite", np.zeros(0))).sum())
-            n_outputs += len(p)
+            totals["violations"] += int(node["violations"]["value"])
+            totals["nonfinite"] += int(np.asarray(p.extras.get("nonfinite", np.zeros(0))).sum())
+            totals["outputs"] += len(p)
             row.update(norm=norm, norm_label=NORM_LABELS.get(norm, norm), eps_label=p.params["eps_label"],
                        eps_key=key, eps=p.params["eps"], attacks=p.params.get("attacks", []))
             rows.append(row)
             report["attacks"][norm] = p.params.get("attacks", [])
         report["rows"] = rows
-        first = main[0]
-        cc = np.asarray(first.extras["clean_correct"], bool)
-        metrics["clean_accuracy"] = mean_metric(cc.astype(np.float64), seed=seed)
-        worst = min(leaves, key=lambda t: (t[2]["value"] if t[2]["value"] is not None else math.inf))
-        metrics["worst"] = {"robust_accuracy": dict(worst[2], condition=f"{worst[0]}/{worst[1]}")}
-        metrics["violations"] = metric(total_violations, n_outputs, None, "lower")
-        metrics["nonfinite_outputs"] = metric(total_nonfinite, n_outputs, None, "lower")
-        metrics["white_box"] = metric(1.0 if whitebox else 0.0, 1, None, "higher")
-        if state is not None and state.bridge is not None:
-            metrics["bridge"] = {"max_abs_diff": metric(state.bridge["max_abs_diff"], state.bridge["n_checked"], None,
-                                                        "lower", tolerance=state.bridge["tolerance"])}
+        return metrics, totals
+
+    @staticmethod
+    def _curves(report: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+        """Robust accuracy against eps per norm, starting at eps 0 = clean accuracy on the subset."""
+        from evalsuite.attacks.threat import NORM_LABELS
+
+        curves = {}
         for norm in report["attacks"]:
             if norm in metrics:
-                pts = sorted((r["eps"], r["robust_accuracy"], r["eps_label"]) for r in rows if r["norm"] == norm)
-                report["curves"][norm] = {
+                pts = sorted((r["eps"], r["robust_accuracy"], r["eps_label"]) for r in report["rows"] if r["norm"] == norm)
+                curves[norm] = {
                     "label": NORM_LABELS.get(norm, norm),
                     "points": [[0.0, metrics["clean_accuracy"]["value"], "clean"]] + [list(t) for t in pts],
                 }
+        return curves
 
-        checks.append(Gate.check(
+    @staticmethod
+    def _builtin_checks(whitebox: bool, reason: str) -> list[Gate]:
+        """The budget FAIL gate, and the WARN gate when only black-box attacks could run."""
+        from evalsuite.attacks.threat import L2_RTOL, LINF_ATOL
+
+        checks = [Gate.check(
             "adversarial examples within budget",
             "adversarial.violations",
             max=0,
@@ -528,7 +595,7 @@ class AdversarialSuite(Suite):
             description="Every adversarial example must lie within its epsilon ball (float tolerance "
                            f"{LINF_ATOL:g} L-inf, {L2_RTOL:g} relative L2) and in [0, 1]; an attack that leaves "
                            "the threat model is a bug in the attack, and its examples were not counted.",
-        ))
+        )]
         if not whitebox:
             checks.append(Gate.check(
                 "adversarial: white-box attacks ran",
@@ -537,12 +604,7 @@ class AdversarialSuite(Suite):
                 description="Black-box only: no differentiable module could be had (" + reason + "). Robust "
                                "accuracy comes from the query-only Square attack and is an upper bound.",
             ))
-        if self.sanity:
-            metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, whitebox, seed)
-            report["sanity"] = sanity_rows
-            checks.extend(sanity_checks)
-        report["examples"] = self._examples(run, main, whitebox)
-        return SuiteOutput(metrics=metrics, checks=checks, report=report)
+        return checks
 
     @staticmethod
     def _condition_metrics(p: Predictions, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -583,100 +645,25 @@ class AdversarialSuite(Suite):
 
     def _sanity(self, main: list[Predictions], sanity_items: list[Predictions], whitebox: bool,
                 seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[Gate]]:
+        """The gradient-masking checks: (metrics under ``adversarial.sanity``, report rows, WARN gates)."""
         out: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []
         checks: list[Gate] = []
-
-        # 1. Monotone in epsilon.
-        problems = []
-        by_norm: dict[str, list[tuple[float, float, str]]] = {}
-        for p in main:
-            cc = np.asarray(p.extras["clean_correct"], bool)
-            robust = ((p.predicted == p.labels) & cc & p.finite).mean() if len(p) else math.nan
-            by_norm.setdefault(p.params["norm"], []).append((p.params["eps"], float(robust), p.params["eps_label"]))
-        for norm, pts in by_norm.items():
-            pts.sort()
-            for (_, r0, l0), (_, r1, l1) in zip(pts, pts[1:], strict=False):
-                if r1 > r0 + 1e-12:
-                    problems.append(f"{norm}: {l1} {r1:.1%} > {l0} {r0:.1%}")
-        desc = ("Robust accuracy must not rise with a larger epsilon: a larger budget contains every smaller one. "
-                "A rise means an attack failed at the larger epsilon where it succeeded at a smaller one, which "
-                "suggests gradient masking or too few attack iterations.")
-        out["monotone"] = metric(0.0 if problems else 1.0, len(main), None, "higher")
-        rows.append({"name": "robust accuracy non-increasing in epsilon", "ok": not problems,
-                     "value": "; ".join(problems) or "yes", "description": desc})
-        checks.append(Gate.check(
-            "adversarial sanity: monotone in epsilon",
-            "adversarial.sanity.monotone",
-            min=1,
-            description=desc,
-        ))
-
-        # 2. Black-box stronger than white-box.
+        parts = [_sanity_monotone(main)]
         if whitebox:
-            tried = sum(int(np.asarray(p.extras.get("blackbox_tried", np.zeros(0))).sum()) for p in main)
-            succ = sum(int(np.asarray(p.extras.get("blackbox_success", np.zeros(0))).sum()) for p in main)
-            if tried:
-                desc = ("The query-only Square attack (run through model.predict) broke samples that every "
-                        "white-box attack failed on. Gradient attacks should dominate: this suggests gradient "
-                        "masking, or a bridge whose gradients do not match the deployed model.")
-                out["blackbox_only_successes"] = metric(succ, tried, None, "lower")
-                rows.append({"name": "black-box attack no stronger than white-box", "ok": succ == 0,
-                             "value": f"{succ} of {tried} checked sample(s) broken only by Square", "description": desc})
-                checks.append(Gate.check(
-                    "adversarial sanity: black-box not stronger",
-                    "adversarial.sanity.blackbox_only_successes",
-                    max=0,
-                    description=desc,
-                ))
-
-        # 3. Very large epsilon.
+            parts.append(_sanity_blackbox(main))
         if sanity_items:
-            p = sanity_items[0]
-            cc = np.asarray(p.extras["clean_correct"], bool)
-            robust = ((p.predicted == p.labels) & cc & p.finite).astype(np.float64)
-            leaf = mean_metric(robust, seed=seed, eps=p.params["eps_label"])
-            out["large_eps_robust_accuracy"] = leaf
-            desc = (f"At L-inf epsilon {p.params['eps_label']} an attacker can wash out almost any image, so robust "
-                    f"accuracy should be near zero (at most {LARGE_EPS_MAX_ACCURACY:.0%}). If it is not, the attacks "
-                    "are not working: gradient masking, or a broken gradient bridge.")
-            rows.append({"name": f"robust accuracy near zero at L-inf {p.params['eps_label']}",
-                         "ok": bool(leaf["value"] is not None and leaf["value"] <= LARGE_EPS_MAX_ACCURACY),
-                         "value": f"{leaf['value']:.1%} of {len(p)}" if leaf["value"] is not None else "n/a",
-                         "description": desc})
-            if leaf["value"] is not None:
-                checks.append(Gate.check(
-                    "adversarial sanity: large epsilon breaks the model",
-                    "adversarial.sanity.large_eps_robust_accuracy",
-                    max=LARGE_EPS_MAX_ACCURACY,
-                    description=desc,
-                ))
-
-        # 4. Zero / NaN gradients.
+            parts.append(_sanity_large_eps(sanity_items[0], seed))
         if whitebox:
-            frac = 0.0
-            n_att = 0
-            for p in main:
-                cc = np.asarray(p.extras["clean_correct"], bool)
-                bad = (np.asarray(p.extras["grad_zero"], bool) | np.asarray(p.extras["grad_nan"], bool)
-                       | (np.asarray(p.extras.get("nonfinite", np.zeros(len(p))), np.int64) > 0))
-                if cc.any():
-                    f = float(bad[cc].mean())
-                    if f >= frac:
-                        frac, n_att = f, int(cc.sum())
-            desc = (f"Share of attacked samples whose input gradient (of the logit margin) is exactly zero or NaN, "
-                    f"or whose attack produced NaN/inf; more than {GRADIENT_BAD_MAX:.0%} suggests gradient "
-                    "masking (saturating or quantising layers) or a broken bridge, and white-box numbers are "
-                    "then unreliable.")
-            out["bad_gradient_fraction"] = metric(frac, n_att, None, "lower")
-            rows.append({"name": "gradients present", "ok": frac <= GRADIENT_BAD_MAX,
-                         "value": f"{frac:.1%} of {n_att} sample(s) with zero/NaN gradient", "description": desc})
-            checks.append(Gate.check(
-                "adversarial sanity: gradients present",
-                "adversarial.sanity.bad_gradient_fraction",
-                max=GRADIENT_BAD_MAX,
-                description=desc,
-            ))
+            parts.append(_sanity_gradients(main))
+        for part in parts:
+            if part is None:
+                continue
+            name, leaf, row, check = part
+            out[name] = leaf
+            rows.append(row)
+            if check is not None:
+                checks.append(check)
         return out, rows, checks
 
     def _examples(self, run: RunContext, main: list[Predictions], whitebox: bool) -> list[dict[str, Any]]:
@@ -756,6 +743,93 @@ class AdversarialSuite(Suite):
             settings=cond.settings,
         )
         return res.examples
+
+
+# A sanity check's result: (metric name under adversarial.sanity, its leaf, its report row, its WARN gate or None).
+SanityCheck = tuple[str, dict[str, Any], dict[str, Any], Gate | None]
+
+
+def _robust(p: Predictions) -> np.ndarray:
+    """Per sample of ``p``: classified correctly, clean and attacked (finite logits)."""
+    cc = np.asarray(p.extras["clean_correct"], bool)
+    return (p.predicted == p.labels) & cc & p.finite
+
+
+def _sanity_monotone(main: list[Predictions]) -> SanityCheck:
+    """Robust accuracy must not rise with epsilon, per norm."""
+    problems = []
+    by_norm: dict[str, list[tuple[float, float, str]]] = {}
+    for p in main:
+        robust = _robust(p).mean() if len(p) else math.nan
+        by_norm.setdefault(p.params["norm"], []).append((p.params["eps"], float(robust), p.params["eps_label"]))
+    for norm, pts in by_norm.items():
+        pts.sort()
+        for (_, r0, l0), (_, r1, l1) in zip(pts, pts[1:], strict=False):
+            if r1 > r0 + 1e-12:
+                problems.append(f"{norm}: {l1} {r1:.1%} > {l0} {r0:.1%}")
+    desc = ("Robust accuracy must not rise with a larger epsilon: a larger budget contains every smaller one. "
+            "A rise means an attack failed at the larger epsilon where it succeeded at a smaller one, which "
+            "suggests gradient masking or too few attack iterations.")
+    row = {"name": "robust accuracy non-increasing in epsilon", "ok": not problems,
+           "value": "; ".join(problems) or "yes", "description": desc}
+    check = Gate.check("adversarial sanity: monotone in epsilon", "adversarial.sanity.monotone", min=1,
+                       description=desc)
+    return "monotone", metric(0.0 if problems else 1.0, len(main), None, "higher"), row, check
+
+
+def _sanity_blackbox(main: list[Predictions]) -> SanityCheck | None:
+    """Square (query-only) must not break samples every white-box attack missed; None when nothing was checked."""
+    tried = sum(int(np.asarray(p.extras.get("blackbox_tried", np.zeros(0))).sum()) for p in main)
+    succ = sum(int(np.asarray(p.extras.get("blackbox_success", np.zeros(0))).sum()) for p in main)
+    if not tried:
+        return None
+    desc = ("The query-only Square attack (run through model.predict) broke samples that every "
+            "white-box attack failed on. Gradient attacks should dominate: this suggests gradient "
+            "masking, or a bridge whose gradients do not match the deployed model.")
+    row = {"name": "black-box attack no stronger than white-box", "ok": succ == 0,
+           "value": f"{succ} of {tried} checked sample(s) broken only by Square", "description": desc}
+    check = Gate.check("adversarial sanity: black-box not stronger", "adversarial.sanity.blackbox_only_successes",
+                       max=0, description=desc)
+    return "blackbox_only_successes", metric(succ, tried, None, "lower"), row, check
+
+
+def _sanity_large_eps(p: Predictions, seed: int) -> SanityCheck:
+    """At a very large L-inf epsilon almost nothing may stay robust."""
+    leaf = mean_metric(_robust(p).astype(np.float64), seed=seed, eps=p.params["eps_label"])
+    desc = (f"At L-inf epsilon {p.params['eps_label']} an attacker can wash out almost any image, so robust "
+            f"accuracy should be near zero (at most {LARGE_EPS_MAX_ACCURACY:.0%}). If it is not, the attacks "
+            "are not working: gradient masking, or a broken gradient bridge.")
+    row = {"name": f"robust accuracy near zero at L-inf {p.params['eps_label']}",
+           "ok": bool(leaf["value"] is not None and leaf["value"] <= LARGE_EPS_MAX_ACCURACY),
+           "value": f"{leaf['value']:.1%} of {len(p)}" if leaf["value"] is not None else "n/a",
+           "description": desc}
+    check = None if leaf["value"] is None else Gate.check(
+        "adversarial sanity: large epsilon breaks the model", "adversarial.sanity.large_eps_robust_accuracy",
+        max=LARGE_EPS_MAX_ACCURACY, description=desc)
+    return "large_eps_robust_accuracy", leaf, row, check
+
+
+def _sanity_gradients(main: list[Predictions]) -> SanityCheck:
+    """Share of attacked samples with a zero or NaN input gradient (or NaN attack output), worst condition."""
+    frac = 0.0
+    n_att = 0
+    for p in main:
+        cc = np.asarray(p.extras["clean_correct"], bool)
+        bad = (np.asarray(p.extras["grad_zero"], bool) | np.asarray(p.extras["grad_nan"], bool)
+               | (np.asarray(p.extras.get("nonfinite", np.zeros(len(p))), np.int64) > 0))
+        if cc.any():
+            f = float(bad[cc].mean())
+            if f >= frac:
+                frac, n_att = f, int(cc.sum())
+    desc = (f"Share of attacked samples whose input gradient (of the logit margin) is exactly zero or NaN, "
+            f"or whose attack produced NaN/inf; more than {GRADIENT_BAD_MAX:.0%} suggests gradient "
+            "masking (saturating or quantising layers) or a broken bridge, and white-box numbers are "
+            "then unreliable.")
+    row = {"name": "gradients present", "ok": frac <= GRADIENT_BAD_MAX,
+           "value": f"{frac:.1%} of {n_att} sample(s) with zero/NaN gradient", "description": desc}
+    check = Gate.check("adversarial sanity: gradients present", "adversarial.sanity.bad_gradient_fraction",
+                       max=GRADIENT_BAD_MAX, description=desc)
+    return "bad_gradient_fraction", metric(frac, n_att, None, "lower"), row, check
 
 
 def _as_batch(image: np.ndarray, device: str) -> Any:
