@@ -49,6 +49,9 @@ from evalsuite.stats import (
     softmax,
     width_bins,
 )
+from evalsuite.stats.binning import debiased_l2_from_sums, debiased_squared_ce_from_sums
+from evalsuite.stats.smooth_ece import smooth_ece_weighted
+from evalsuite.stats.sweep_ece import sweep_ece_weighted
 
 _MAX_ELEMENTS = 1 << 22
 #: Above this many ``replicates x samples x classes`` the classwise-ECE interval is skipped.
@@ -189,6 +192,9 @@ def consistency_ece(
 DIRECTIONS = {
     "ece": "lower",
     "adaptive_ece": "lower",
+    "smooth_ece": "lower",
+    "sweep_ece": "lower",
+    "debiased_l2_ece": "lower",
     "mce": "lower",
     "classwise_ece": "lower",
     "brier": "lower",
@@ -282,6 +288,28 @@ def _point_estimates(p: _Predictions, means: dict[str, np.ndarray], want: set[st
     return point
 
 
+#: The point estimate's detail recorded in each bias-aware leaf.
+_DETAIL = {"smooth_ece": "bandwidth", "sweep_ece": "sweep_bins", "debiased_l2_ece": "squared_estimate"}
+
+
+def _bias_aware(p: _Predictions, w: np.ndarray, want: set[str], mass_bins: np.ndarray | None = None) -> dict[str, tuple]:
+    """``name -> (values (m,), details (m,))`` of the smooth, sweep and debiased ECE under counts ``w``.
+
+    Details: the smooth ECE's bandwidth, the sweep's number of bins, the debiased squared error.
+    ``mass_bins`` are the replicates' equal-mass bins when already computed.
+    """
+    tl, out = p.tl, {}
+    if "smooth_ece" in want:
+        out["smooth_ece"] = smooth_ece_weighted(tl.confidence, tl.correct, w)
+    if "sweep_ece" in want:
+        out["sweep_ece"] = sweep_ece_weighted(tl.confidence, tl.correct, w)
+    if "debiased_l2_ece" in want:
+        mb = weighted_mass_bins(tl.confidence, w, p.n_bins) if mass_bins is None else mass_bins
+        sums = weighted_bin_sums(mb, tl, w, p.n_bins)
+        out["debiased_l2_ece"] = (debiased_l2_from_sums(*sums), debiased_squared_ce_from_sums(*sums))
+    return out
+
+
 def _add_replicates(
     acc: _Acc, p: _Predictions, means: dict[str, np.ndarray], w: np.ndarray, want: set[str], classwise_boot: bool
 ) -> None:
@@ -293,9 +321,12 @@ def _add_replicates(
         acc.add("ece", ece_from_sums(cnt, sc, sr))
         acc.add("mce", mce_from_sums(cnt, sc, sr))
         acc.add("overconfidence_share", overconfidence_from_sums(sc, sr))
+    mb = None
     if "adaptive_ece" in want:
         mb = weighted_mass_bins(tl.confidence, w, n_bins)
         acc.add("adaptive_ece", ece_from_sums(*weighted_bin_sums(mb, tl, w, n_bins)))
+    for name, (values, _) in _bias_aware(p, w, want, mb).items():
+        acc.add(name, values)
     for name, values in means.items():
         if name in want:
             acc.add(name, w @ values / tot)
@@ -313,7 +344,7 @@ def _leaf_extra(name: str, n_bins: int, classwise_boot: bool, n_boot: int, shape
     if name in ("ece", "mce", "overconfidence_share", "classwise_ece"):
         extra["n_bins"] = int(n_bins)
         extra["binning"] = "equal-width"
-    elif name == "adaptive_ece":
+    elif name in ("adaptive_ece", "debiased_l2_ece"):
         extra["n_bins"] = int(n_bins)
         extra["binning"] = "equal-mass"
     if name == "classwise_ece" and not classwise_boot:
@@ -336,7 +367,9 @@ def calibration_leaves(
 ) -> dict[str, dict[str, Any]]:
     """Metric leaves (value, n, 95% bootstrap CI, direction) for one set of predictions.
 
-    ``logits`` are divided by ``temperature`` first. Returns ``ece``, ``adaptive_ece``, ``mce``,
+    ``logits`` are divided by ``temperature`` first. Returns ``ece``, ``adaptive_ece``,
+    ``smooth_ece`` (with its ``bandwidth``), ``sweep_ece`` (with ``sweep_bins``),
+    ``debiased_l2_ece`` (with ``squared_estimate``), ``mce``,
     ``classwise_ece`` (when ``classwise``), ``brier``, ``nll`` (exact, from logits),
     ``overconfidence_share``, ``confidence_gap`` (mean confidence minus accuracy; > 0 means
     over-confident), ``mean_confidence``, ``accuracy``, ``aurc`` and ``eaurc``. All intervals
@@ -359,6 +392,10 @@ def calibration_leaves(
     n, c = p.shape
     means = p.sample_means()
     point = _point_estimates(p, means, want)
+    details = {}
+    for name, (values, detail) in _bias_aware(p, np.ones((1, n)), want).items():
+        point[name] = float(values[0])
+        details[name] = {_DETAIL[name]: np.asarray(detail)[0].item()}  # float bandwidth / int bins / float
     classwise_boot = n_boot * n * c <= CLASSWISE_CI_BUDGET
     acc = _Acc({})
     for w in count_blocks(n, n_boot, seed):
@@ -374,6 +411,7 @@ def calibration_leaves(
             extra["n_boot"] = int(n_boot)
         if name == "ece":
             extra["consistency_95"] = consistency_ece(p.tl, p.wbins, n_bins, seed=seed)
+        extra.update(details.get(name, {}))
         leaves[name] = metric(point[name], n, interval, DIRECTIONS[name], **extra)
     return leaves
 

@@ -19,6 +19,14 @@ dataclass). Conventions, chosen to match the reference libraries and stated once
   the ``np.quantile`` (linear interpolation) of the confidences at ``b/B``, first edge 0, last 1,
   ``np.histogram`` semantics (left-closed, last closed). Tied confidences never split across
   bins (duplicate edges leave empty bins), where netcal raises.
+- **Smooth ECE** (Błasiok & Nakkiran 2023): kernel-smoothed residuals with the automatic
+  bandwidth (the fixed point ``sigma = smECE_sigma``), relplot's discretisation
+  (:mod:`evalsuite.stats.smooth_ece`); **sweep ECE** (Roelofs et al. 2022): the ECE over the
+  largest number of equal-mass bins whose accuracies stay monotone
+  (:mod:`evalsuite.stats.sweep_ece`); **debiased L2 ECE** (Kumar et al. 2019):
+  ``sqrt(max(0, sum_b (n_b/N) [(conf_b - acc_b)^2 - acc_b (1 - acc_b) / (n_b - 1)]))`` over the
+  adaptive ECE's equal-mass bins (an RMS gap, not on the L1 ECE's scale). All three measure the
+  top label, as the ECE.
 - **Classwise ECE** (Kull et al. 2019): for every class ``k`` the equal-width ECE of ``p_k``
   against ``1[y = k]``, averaged over all ``C`` columns.
 - **Brier** ``= mean_i sum_k (p_ik - 1[y_i = k])^2`` (Brier 1950; range [0, 2]). scikit-learn's
@@ -64,6 +72,9 @@ from evalsuite.stats import (
     width_bins,
 )
 from evalsuite.stats import per_sample_nll as _logit_nll
+from evalsuite.stats.binning import debiased_l2_from_sums
+from evalsuite.stats.smooth_ece import smooth_curve_weighted, smooth_ece_weighted
+from evalsuite.stats.sweep_ece import sweep_ece_weighted
 
 DEFAULT_BINS = 15
 _CHECK_ROWS = 1000
@@ -223,6 +234,27 @@ def adaptive_ece(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     return ece_from_sums(*bin_sums(bins, tl, n_bins))
 
 
+def smooth_ece(probs: Any, labels: Any) -> float:
+    """Smooth ECE with its automatic bandwidth (Błasiok & Nakkiran 2023; relplot ``smECE`` of the top label)."""
+    tl = top_label(probs, labels)
+    return float(smooth_ece_weighted(tl.confidence, tl.correct, np.ones((1, len(tl))))[0][0])
+
+
+def sweep_ece(probs: Any, labels: Any) -> float:
+    """Equal-mass monotonic-sweep ECE (Roelofs et al. 2022): the ECE over the most equal-mass bins
+    whose accuracies stay monotone."""
+    tl = top_label(probs, labels)
+    return float(sweep_ece_weighted(tl.confidence, tl.correct, np.ones((1, len(tl))))[0][0])
+
+
+def debiased_l2_ece(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
+    """Kumar et al. (2019)'s debiased L2 calibration error over ``n_bins`` equal-mass bins (an RMS gap)."""
+    n_bins = check_n_bins(n_bins)
+    tl = top_label(probs, labels)
+    bins = edge_bins(tl.confidence, mass_edges(tl.confidence, n_bins))
+    return float(debiased_l2_from_sums(*bin_sums(bins, tl, n_bins)))
+
+
 def mce(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS) -> float:
     """Maximum calibration error: the worst ``|accuracy - confidence|`` over populated equal-width bins."""
     n_bins = check_n_bins(n_bins)
@@ -366,6 +398,39 @@ def reliability_from_top_label(tl: TopLabel, n_bins: int = DEFAULT_BINS, strateg
         mce=mce_from_sums(counts, s_conf, s_corr),
         overconfidence=overconfidence_from_sums(s_conf, s_corr),
     )
+
+
+def smooth_reliability_from_top_label(tl: TopLabel, *, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """The smoothed reliability curve at the smooth ECE's bandwidth with a 95% pointwise bootstrap band.
+
+    ``{"t", "accuracy", "lower", "upper", "bandwidth", "smooth_ece", "n_boot"}`` on relplot's
+    200-point mesh: the kernel-smoothed accuracy ``E[correct | confidence = t]`` (relplot's
+    ``KernelSmoother``), and the 2.5% / 97.5% quantiles at each ``t`` over ``n_boot`` resamples
+    smoothed at the same bandwidth (as relplot's band; its main line is the mean of the
+    resampled curves, here it is the curve of the data as given). ``lower``/``upper`` are ``None``
+    when ``n_boot`` is 0.
+    """
+    from evalsuite.stats import count_blocks
+
+    n = len(tl)
+    values, sigma = smooth_ece_weighted(tl.confidence, tl.correct, np.ones((1, n)))
+    bandwidth = float(sigma[0])
+    curve = smooth_curve_weighted(tl.confidence, tl.correct, np.ones((1, n)), bandwidth)[0]
+    reps = [smooth_curve_weighted(tl.confidence, tl.correct, w, bandwidth) for w in count_blocks(n, n_boot, seed)]
+    lower = upper = None
+    if reps:
+        lo, hi = np.quantile(np.concatenate(reps), [0.025, 0.975], axis=0)
+        lower, upper = [float(v) for v in lo], [float(v) for v in hi]
+    t = np.linspace(0.0, 1.0, len(curve))
+    return {
+        "t": [float(v) for v in t],
+        "accuracy": [float(v) for v in curve],
+        "lower": lower,
+        "upper": upper,
+        "bandwidth": bandwidth,
+        "smooth_ece": float(values[0]),
+        "n_boot": int(n_boot),
+    }
 
 
 def reliability(probs: Any, labels: Any, n_bins: int = DEFAULT_BINS, strategy: str = "width") -> Reliability:

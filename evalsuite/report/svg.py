@@ -233,8 +233,14 @@ def reliability_diagram(
     *,
     title: str = "",
     width: int = 360,
+    smooth: dict | None = None,
 ) -> Markup:
-    """Per-bin accuracy vs confidence with the diagonal, bin counts as a strip underneath."""
+    """Per-bin accuracy vs confidence with the diagonal, bin counts as a strip underneath.
+
+    ``smooth`` (``{"t", "accuracy", "lower", "upper", "bandwidth"}``, from
+    ``evalsuite.calibration.metrics.smooth_reliability_from_top_label``) overlays the smoothed
+    reliability curve and its 95% band.
+    """
     n_bins = max(len(counts), 1)
     size, left, top = width - 60, 44, 26
     count_h = 40
@@ -262,11 +268,35 @@ def reliability_diagram(
                 body.append(f'<rect x="{x0 + 1:.1f}" y="{gap_top:.1f}" width="{bw - 2:.1f}" height="{gap_h:.1f}" fill="{PALETTE[1]}" opacity="0.3"/>')
         ch = count_h * (c / total) ** 0.5
         body.append(f'<rect x="{x0 + 1:.1f}" y="{top + size + 8 + count_h - ch:.1f}" width="{bw - 2:.1f}" height="{ch:.1f}" fill="#6b7280"><title>n={c}</title></rect>')
+    if smooth:
+        body.extend(_smooth_overlay(smooth, left, top, size))
     for v in (0.0, 0.5, 1.0):
         body.append(f'<text x="{left - 4}" y="{top + size - size * v + 4:.1f}" text-anchor="end" font-size="10" {FONT}>{v:g}</text>')
         body.append(f'<text x="{left + size * v:.1f}" y="{top + size + count_h + 22}" text-anchor="middle" font-size="10" {FONT}>{v:g}</text>')
-    body.append(f'<text x="{left + size / 2:.1f}" y="{height - 2}" text-anchor="middle" font-size="11" {FONT}>confidence (bars: accuracy; grey: samples per bin)</text>')
+    legend = "bars: accuracy; line: smoothed, band 95%" if smooth else "bars: accuracy; grey: samples per bin"
+    body.append(f'<text x="{left + size / 2:.1f}" y="{height - 2}" text-anchor="middle" font-size="11" {FONT}>confidence ({legend})</text>')
     return _frame(width, height, title, body)
+
+
+def _smooth_overlay(smooth: dict, left: float, top: float, size: float) -> list[str]:
+    """SVG pieces of a smoothed reliability curve (polyline) and its band (polygon) in the plot square."""
+
+    def pt(x: float, y: float) -> str:
+        return f"{left + size * x:.1f},{top + size - size * min(max(y, 0.0), 1.0):.1f}"
+
+    t = list(smooth.get("t") or [])
+    acc = list(smooth.get("accuracy") or [])
+    lo, hi = smooth.get("lower"), smooth.get("upper")
+    out = []
+    if lo and hi and len(lo) == len(t) == len(hi):
+        ring = [pt(x, y) for x, y in zip(t, hi, strict=True)] + [pt(x, y) for x, y in zip(reversed(t), reversed(lo), strict=True)]
+        out.append(f'<polygon points="{" ".join(ring)}" fill="{PALETTE[2]}" opacity="0.25"/>')
+    if acc and len(acc) == len(t):
+        bw = smooth.get("bandwidth")
+        label = escape(f"smoothed accuracy (bandwidth {_fmt(bw, False)})")
+        out.append(f'<polyline points="{" ".join(pt(x, y) for x, y in zip(t, acc, strict=True))}" fill="none" '
+                   f'stroke="{PALETTE[2]}" stroke-width="2"><title>{label}</title></polyline>')
+    return out
 
 
 def histogram(counts: Sequence[int], edges: Sequence[float], *, title: str = "", xlabel: str = "", width: int = 360) -> Markup:

@@ -74,3 +74,34 @@ def overconfidence_from_sums(s_conf: np.ndarray, s_corr: np.ndarray) -> float | 
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(total > 0, np.clip(gap, 0.0, None).sum(axis=-1) / total, np.nan)
     return _scalar_or_array(out)
+
+
+def debiased_squared_ce_from_sums(
+    counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray
+) -> float | np.ndarray:
+    """Kumar, Liang & Ma (2019)'s debiased estimate of the squared L2 calibration error of the bins.
+
+    ``sum_b (n_b / N) [(conf_b - acc_b)^2 - acc_b (1 - acc_b) / (n_b - 1)]`` over bins with at
+    least two samples (others add 0): the plug-in squared gap minus the unbiased estimate of the
+    variance of a bin's accuracy, so for 0/1 correctness its expectation is the squared error of
+    the binned model (it can be negative). Bins are the last axis (replicates and groups kept);
+    NaN where there are no rows. ``verified_calibration``'s ``unbiased_square_ce``.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    s_conf, s_corr = np.asarray(s_conf), np.asarray(s_corr)
+    total = counts.sum(axis=-1)
+    ok = counts >= 2
+    safe = np.where(ok, counts, 2.0)
+    acc = s_corr / safe
+    gap = (s_conf - s_corr) / safe
+    term = np.where(ok, counts * (gap * gap - acc * (1.0 - acc) / (safe - 1.0)), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(total > 0, term.sum(axis=-1) / total, np.nan)
+    return _scalar_or_array(out)
+
+
+def debiased_l2_from_sums(counts: np.ndarray, s_conf: np.ndarray, s_corr: np.ndarray) -> float | np.ndarray:
+    """Debiased L2 calibration error: ``sqrt(max(0, debiased squared CE))`` (Kumar et al. 2019's
+    ``unbiased_l2_ce``); on the scale of an RMS gap, not of the L1 ECE."""
+    sq = np.asarray(debiased_squared_ce_from_sums(counts, s_conf, s_corr))
+    return _scalar_or_array(np.sqrt(np.clip(sq, 0.0, None)))

@@ -11,7 +11,8 @@ would shadow one of the suite's own entries (``worst_shift``, ``worst_attack``) 
 before any prediction; ``report.calibration.conditions`` lists the mapping. Conditions are told
 apart by their recorded identity (kind, parts, label; :mod:`evalsuite.conditions`), never by
 parsing keys. Per condition: ``ece``,
-``adaptive_ece``, ``mce``, ``classwise_ece``, ``brier``, ``nll``, ``overconfidence_share``,
+``adaptive_ece``, ``smooth_ece``, ``sweep_ece``, ``debiased_l2_ece`` (the bias-aware estimators
+beside the binned ECE; ``docs/calibration.md``), ``mce``, ``classwise_ece``, ``brier``, ``nll``, ``overconfidence_share``,
 ``confidence_gap``, ``mean_confidence``, ``accuracy``, ``aurc``, ``eaurc`` (all with n and a 95%
 bootstrap CI), plus ``ece_before_temperature`` / ``ece_after_temperature`` on the held-out
 samples. ``calibration.clean`` adds ``temperature`` (sandwich CI; the split is recorded in the
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 RESERVED = frozenset({"worst_shift", "worst_attack"})
 HISTOGRAM_BINS = 20
 SHIFT_METRICS = ("ece", "adaptive_ece", "mce", "brier", "nll", "aurc", "accuracy", "mean_confidence")
+BIAS_AWARE = ("smooth_ece", "sweep_ece", "debiased_l2_ece")  # report-table columns beside the 15-bin ECE
 
 
 def metric_keys(condition_keys: Sequence[str]) -> dict[str, str]:
@@ -191,7 +193,7 @@ class CalibrationSuite(Suite):
 
         for row in rows:
             leaves = metrics[row["metric_key"]]
-            for name in (*SHIFT_METRICS, "ece_before_temperature", "ece_after_temperature"):
+            for name in (*SHIFT_METRICS, *BIAS_AWARE, "ece_before_temperature", "ece_after_temperature"):
                 leaf = leaves.get(name)
                 row[name] = None if leaf is None else leaf["value"]
                 if name == "ece" and leaf is not None:
@@ -235,14 +237,12 @@ class CalibrationSuite(Suite):
         metrics: dict[str, Any],
         report: dict[str, Any],
     ) -> dict[str, Any] | None:
-        from evalsuite.calibration.bootstrap import calibration_leaves
-        from evalsuite.calibration.metrics import (
-            confidence_histogram,
-            reliability_from_top_label,
-            risk_coverage_from_top_label,
-            top_label,
-        )
-        from evalsuite.calibration.split import stratified_split
+        """Fit T on the calibration part and add the temperature and held-out before/after leaves.
+
+        Returns the ``report["temperature"]`` record (``{}`` when the split failed, ``None``
+        without finite clean predictions), which tells :meth:`summarize` whether to add the
+        convergence check.
+        """
         from evalsuite.calibration.temperature import fit_temperature
         from evalsuite.seeding import sample_seed
 
@@ -253,35 +253,13 @@ class CalibrationSuite(Suite):
         if len(y) == 0:
             report["temperature"] = {"skipped": "no finite clean predictions"}
             return None
-        tl_all = top_label(softmax(z), y)
-        hist_counts, hist_edges = confidence_histogram(softmax(z), HISTOGRAM_BINS)
-        correct_hist = np.bincount(
-            np.minimum((tl_all.confidence * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)[tl_all.correct > 0],
-            minlength=HISTOGRAM_BINS,
-        )
-        report["clean_reliability"] = reliability_from_top_label(tl_all, self.n_bins).to_dict()
-        report["confidence_histogram"] = {
-            "counts": hist_counts,
-            "edges": hist_edges,
-            "correct_counts": [int(c) for c in correct_hist],
-        }
-        report["risk_coverage"] = risk_coverage_from_top_label(tl_all).to_dict()
-
-        if self.calibration_data is not None:
-            cz, cy, split_record = self._calibration_logits(run)
-            held_ids = np.unique(ids)
-            split_record["n_heldout"] = int(len(held_ids))
-        else:
-            try:
-                split = stratified_split(ids, y, self.fraction, run.seed)
-            except DataError as exc:  # too few samples to split
-                report["temperature"] = {"skipped": str(exc)}
-                clean_leaves["temperature_converged"] = metric(0.0, len(y), None, "higher", reason=str(exc))
-                return {}
-            cz, cy = z[split.calibration], y[split.calibration]
-            held_ids = np.unique(ids[split.heldout])
-            split_record = split.record()
-
+        self._clean_report(z, y, report, sample_seed(run.seed, "calibration/reliability", "clean"))
+        split = self._split(run, z, y, ids)
+        if isinstance(split, str):  # too few samples to split
+            report["temperature"] = {"skipped": split}
+            clean_leaves["temperature_converged"] = metric(0.0, len(y), None, "higher", reason=split)
+            return {}
+        cz, cy, held_ids, split_record = split
         fit = fit_temperature(cz, cy)
         t = fit.temperature
         clean_leaves["temperature"] = metric(
@@ -295,14 +273,82 @@ class CalibrationSuite(Suite):
         )
         clean_leaves["temperature_converged"] = metric(1.0 if fit.converged else 0.0, fit.n, None, "higher",
                                                        message=fit.message)
-
         if not math.isfinite(t):
             report["temperature"] = {
                 "value": None, "converged": False, "message": fit.message, "split": split_record,
                 "skipped": f"no temperature: {fit.message}",
             }
             return report["temperature"]
-        # before / after on held-out rows of every condition
+        self._heldout_leaves(run, preds, mkeys, metrics, held_ids, t)
+        record = self._temperature_record(z, y, ids, held_ids, fit, split_record, clean_leaves)
+        record.update(self._smooth_heldout(z, y, np.isin(ids, held_ids), t, run.seed))
+        report["temperature"] = record
+        return report["temperature"]
+
+    def _clean_report(self, z: np.ndarray, y: np.ndarray, report: dict[str, Any], seed: int) -> None:
+        """Chart data of all finite clean predictions: reliability (binned and smoothed), confidence
+        histogram, risk-coverage."""
+        from evalsuite.calibration.metrics import (
+            confidence_histogram,
+            reliability_from_top_label,
+            risk_coverage_from_top_label,
+            smooth_reliability_from_top_label,
+            top_label,
+        )
+
+        tl_all = top_label(softmax(z), y)
+        hist_counts, hist_edges = confidence_histogram(softmax(z), HISTOGRAM_BINS)
+        correct_hist = np.bincount(
+            np.minimum((tl_all.confidence * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)[tl_all.correct > 0],
+            minlength=HISTOGRAM_BINS,
+        )
+        report["clean_reliability"] = reliability_from_top_label(tl_all, self.n_bins).to_dict()
+        report["confidence_histogram"] = {
+            "counts": hist_counts,
+            "edges": hist_edges,
+            "correct_counts": [int(c) for c in correct_hist],
+        }
+        report["risk_coverage"] = risk_coverage_from_top_label(tl_all).to_dict()
+        report["clean_smooth_reliability"] = smooth_reliability_from_top_label(tl_all, n_boot=self.n_boot, seed=seed)
+
+    def _smooth_heldout(self, z: np.ndarray, y: np.ndarray, held: np.ndarray, t: float, run_seed: int) -> dict[str, Any]:
+        """Smoothed reliability curves (with bands) of the held-out clean rows before and after T."""
+        from evalsuite.calibration.metrics import smooth_reliability_from_top_label, top_label
+        from evalsuite.seeding import sample_seed
+
+        out = {}
+        for name, temp in (("smooth_before", 1.0), ("smooth_after", t)):
+            tl = top_label(softmax(z[held], temp), y[held])
+            seed = sample_seed(run_seed, "calibration/reliability", name)
+            out[name] = smooth_reliability_from_top_label(tl, n_boot=self.n_boot, seed=seed)
+        return out
+
+    def _split(
+        self, run: RunContext, z: np.ndarray, y: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]] | str:
+        """(calibration logits, their labels, held-out sample ids, split record), or why no split
+        was possible: ``calibration_data`` when given, else the seeded stratified split of the clean rows."""
+        from evalsuite.calibration.split import stratified_split
+
+        if self.calibration_data is not None:
+            cz, cy, split_record = self._calibration_logits(run)
+            held_ids = np.unique(ids)
+            split_record["n_heldout"] = int(len(held_ids))
+            return cz, cy, held_ids, split_record
+        try:
+            split = stratified_split(ids, y, self.fraction, run.seed)
+        except DataError as exc:  # too few samples to split
+            return str(exc)
+        return z[split.calibration], y[split.calibration], np.unique(ids[split.heldout]), split.record()
+
+    def _heldout_leaves(
+        self, run: RunContext, preds: PredictionSet, mkeys: dict[str, str], metrics: dict[str, Any],
+        held_ids: np.ndarray, t: float,
+    ) -> None:
+        """``<metric>_before_temperature`` / ``_after_temperature`` leaves on the held-out rows of every condition."""
+        from evalsuite.calibration.bootstrap import calibration_leaves
+        from evalsuite.seeding import sample_seed
+
         for key, p in preds.items():
             pok = p.finite & np.isin(np.asarray(p.ids).astype(str), held_ids)
             leaves = metrics[mkeys[key]]
@@ -318,10 +364,18 @@ class CalibrationSuite(Suite):
                 leaves[f"{name}_before_temperature"] = dict(before[name], heldout=True)
                 leaves[f"{name}_after_temperature"] = dict(after[name], heldout=True, temperature=t)
 
+    def _temperature_record(
+        self, z: np.ndarray, y: np.ndarray, ids: np.ndarray, held_ids: np.ndarray, fit: Any,
+        split_record: dict[str, Any], clean_leaves: dict[str, Any],
+    ) -> dict[str, Any]:
+        """``report["temperature"]``: the fit, the held-out numbers and the reliability data before and after T."""
+        from evalsuite.calibration.metrics import reliability_from_top_label, top_label
+
+        t = fit.temperature
         hmask = np.isin(ids, held_ids)
         tl_before = top_label(softmax(z[hmask]), y[hmask])
         tl_after = top_label(softmax(z[hmask], t), y[hmask])
-        report["temperature"] = {
+        return {
             "value": t,
             "ci": list(fit.ci) if fit.ci else None,
             "converged": fit.converged,
@@ -337,7 +391,6 @@ class CalibrationSuite(Suite):
             "reliability_before": reliability_from_top_label(tl_before, self.n_bins).to_dict(),
             "reliability_after": reliability_from_top_label(tl_after, self.n_bins).to_dict(),
         }
-        return report["temperature"]
 
     # ----------------------------------------------------------------------------- worst
     @staticmethod
