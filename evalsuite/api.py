@@ -93,7 +93,7 @@ def build_suites(config: RunConfig) -> tuple[list[Any], dict[str, dict[str, Any]
     """Instantiate the configured suites (validating their options); clean always runs first."""
     from evalsuite.suites import SUITES
 
-    resolved = resolve_suites(config)
+    resolved = resolve_suites(config, SUITES.names())
     resolved.pop("clean", None)
     suites = [SUITES.get("clean")(load_clean_options(config))]
     for name, opts in resolved.items():
@@ -108,7 +108,9 @@ def build_suites(config: RunConfig) -> tuple[list[Any], dict[str, dict[str, Any]
 
 
 def load_clean_options(config: RunConfig) -> dict[str, Any]:
-    return resolve_suites(config).get("clean", {})
+    from evalsuite.suites import SUITES
+
+    return resolve_suites(config, SUITES.names()).get("clean", {})
 
 
 # Settings that cannot change a number (a resume under another batch size or pixel limit is the same run).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -155,10 +156,12 @@ def preset_names() -> list[str]:
     )
 
 
-def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
+def load_suite_spec(spec: str, suite_names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Resolve ``--suite`` (a preset name or a YAML path) to ``{suite name: options}``.
 
     The YAML holds ``suites:`` mapping suite names to option mappings (``{}`` for defaults).
+    ``suite_names`` are the registered suites a comma list may name (the caller passes them:
+    this module sits below the suite registry).
     """
     import yaml
 
@@ -170,7 +173,7 @@ def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
         data = yaml.safe_load(text) or {}
         origin = f"preset {spec}"
     else:
-        return _suite_list(spec)
+        return _suite_list(spec, suite_names)
     unknown = sorted(set(data) - {"suites", "description"})
     if unknown:
         raise UsageError(f"{origin}: unknown key {unknown[0]!r}; expected 'suites' (and optional 'description')")
@@ -187,12 +190,10 @@ def load_suite_spec(spec: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _suite_list(spec: str) -> dict[str, dict[str, Any]]:
+def _suite_list(spec: str, suites: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--suite clean,corruption``: suite names and presets, comma-separated, each with its defaults
     (a preset contributes its suites with the preset's options; a later entry's options win)."""
-    from evalsuite.suites import SUITES
-
-    presets, suites = preset_names(), SUITES.names()
+    presets = preset_names()
     out: dict[str, dict[str, Any]] = {}
     for raw in spec.split(","):
         name = raw.strip()
@@ -208,9 +209,9 @@ def _suite_list(spec: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def resolve_suites(config: RunConfig) -> dict[str, dict[str, Any]]:
+def resolve_suites(config: RunConfig, suite_names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """The preset's suites with ``config.suite_overrides`` merged in (overrides win)."""
-    suites = load_suite_spec(config.suite)
+    suites = load_suite_spec(config.suite, suite_names)
     for name, opts in config.suite_overrides.items():
         if name not in suites:
             raise UsageError(

@@ -14,11 +14,13 @@ from tests.trust_cli import run_cli
 
 def test_suite_accepts_names_and_comma_lists():
     from evalsuite.config import load_suite_spec
+    from evalsuite.suites import SUITES
 
-    assert load_suite_spec("clean") == {"clean": {}}
-    assert list(load_suite_spec("clean, calibration")) == ["clean", "calibration"]
-    quick = load_suite_spec("quick")
-    merged = load_suite_spec("quick,slices")
+    names = SUITES.names()
+    assert load_suite_spec("clean", names) == {"clean": {}}
+    assert list(load_suite_spec("clean, calibration", names)) == ["clean", "calibration"]
+    quick = load_suite_spec("quick", names)
+    merged = load_suite_spec("quick,slices", names)
     assert merged == {**quick, "slices": merged["slices"]} and "slices" in merged
 
 
