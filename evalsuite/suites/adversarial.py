@@ -112,6 +112,28 @@ class AttackCondition(Condition):
     def prepare(self, run: Any) -> None:
         self.state.ensure(run)
 
+    def passes_per_sample(self, n_classes: int, whitebox: bool) -> tuple[int, int]:
+        """Upper bound of (forward+backward, forward) passes per attacked sample: every sample
+        survives every attack, plus the confirming predictions and the Square check."""
+        from evalsuite.attacks.runners import ATTACKS, passes_per_sample
+
+        fb, f = (1 if whitebox else 0), 1
+        for a in self.attacks:
+            if ATTACKS[a].whitebox and not whitebox:
+                continue
+            pf, pq = passes_per_sample(a, self.settings, n_classes)
+            fb += pf
+            f += pq + (2 if ATTACKS[a].whitebox else 1)
+        return fb, f
+
+    def cost(self, n: int) -> tuple[float, float]:
+        """Sample-passes for the run plan (:meth:`Condition.cost`): the upper bound of
+        :meth:`passes_per_sample`, white-box unless the suite already knows it runs black-box."""
+        whitebox = self.state is None or self.state.mode == MODE_WHITE
+        fb, f = self.passes_per_sample(self.state.n_classes if self.state is not None else 2, whitebox)
+        extra = len(self.blackbox_ids) * (self.blackbox_queries + 3)
+        return float(n * f + extra), float(n * fb)
+
     def apply(self, x: Any, ctx: BatchContext) -> Any:
         engine = self.state.engine
         ids = [str(i) for i in ctx.ids]
@@ -145,6 +167,7 @@ class _State:
         self.mode = MODE_WHITE
         self.reason = ""
         self.bridge: dict[str, Any] | None = None
+        self.n_classes = 0
 
     def ensure(self, run: RunContext, inputs: Any = None) -> None:
         if self.engine is not None:
@@ -316,6 +339,7 @@ class AdversarialSuite(Suite):
     def conditions(self, run: RunContext) -> list[Condition]:
         seed = int(run.seed if self.seed is None else self.seed)
         state = _State(self.settings, self.tolerance, self.amp, self.channels_last, seed)
+        state.n_classes = int(run.model.info.num_classes)
         self._state = state
         positions = self._subset_positions(run, seed)
         self._subset = positions
@@ -422,7 +446,6 @@ class AdversarialSuite(Suite):
     def _estimate_cost(self, run: RunContext, conds: list[AttackCondition], inputs: Any) -> dict[str, Any]:
         """Upper bound of passes (no sample ever broken) and the time they take, from one timed pass."""
         from evalsuite.attacks.engine import margin_gradient_flags
-        from evalsuite.attacks.runners import ATTACKS, passes_per_sample
 
         state = self._state
         assert state is not None
@@ -431,13 +454,7 @@ class AdversarialSuite(Suite):
         fb = f = 0
         for c in conds:
             n = len(c.indices) if c.indices is not None else len(run.labels)
-            fb_c, f_c = 1 if engine.whitebox else 0, 1
-            for a in c.attacks:
-                if ATTACKS[a].whitebox and not engine.whitebox:
-                    continue
-                pf, pq = passes_per_sample(a, c.settings, n_classes)
-                fb_c += pf
-                f_c += pq + (2 if ATTACKS[a].whitebox else 1)
+            fb_c, f_c = c.passes_per_sample(n_classes, engine.whitebox)
             fb += n * fb_c
             f += n * f_c
             if c.blackbox_ids:
