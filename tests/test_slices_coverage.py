@@ -163,3 +163,116 @@ def test_percentile_interval_of_a_gap_would_miss_a_zero_gap():
         lo, hi = np.quantile(reps.max(axis=1) - reps.min(axis=1), [0.025, 0.975])
         hits += int(lo <= 0.0 <= hi)
     assert hits == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# extreme summaries with small groups (issue #21 item 4): the band is studentized on a pooled
+# scale; benchmarks/slices_coverage.py simulates the grid and writes the before/after figures
+
+
+def test_pooled_se_hand_computed():
+    from evalsuite.stats.simultaneous import pooled_se
+
+    # group means of 4 and 16 samples: per-sample variances 0.1^2 * 4 = 0.04 and 0.2^2 * 16 = 0.64,
+    # pooled with weights 4 and 16: (0.16 + 10.24) / 20 = 0.52
+    got = pooled_se(np.array([0.1, 0.2]), np.array([1 / 4, 1 / 16]))
+    np.testing.assert_allclose(got, [np.sqrt(0.52 / 4), np.sqrt(0.52 / 16)], rtol=1e-14)
+    # equal sizes: one scale, whatever each estimate's own standard error (a group at 0.95 and one at 0.8)
+    own = np.sqrt(np.array([0.95 * 0.05, 0.8 * 0.2]) / 40)
+    got = pooled_se(own, np.full(2, 1 / 40))
+    assert got[0] == pytest.approx(got[1]) and got[0] == pytest.approx(np.sqrt((0.95 * 0.05 + 0.8 * 0.2) / 2 / 40))
+    # a component without a usable factor keeps its own standard error and takes no part
+    np.testing.assert_allclose(pooled_se(np.array([0.1, 0.3]), np.array([0.25, 0.0])), [0.1, 0.3])
+    # per class (axis=0: pooled over the groups of each column separately), an inf factor left out
+    se = np.array([[0.1, 0.2], [0.2, 0.0]])
+    f = np.array([[0.25, 0.5], [0.25, np.inf]])
+    got = pooled_se(se, f, axis=0)
+    np.testing.assert_allclose(got[:, 0], np.sqrt((0.01 + 0.04) / 2))  # equal factors: root mean square
+    np.testing.assert_allclose(got[:, 1], [0.2, 0.0])  # one usable group: its own value back
+
+
+def test_simulation_feeds_the_audits_interval_function():
+    """benchmarks/slices_coverage.py calls summary_intervals directly: that is what audit_groups reports."""
+    from evalsuite.slices.audit import summary_intervals
+    from evalsuite.stats import t_factor
+
+    rng = np.random.default_rng(5)
+    g, n = 6, 40
+    rows = _rows_with_accuracy(rng, np.full(g * n, 0.8))
+    codes = np.repeat(np.arange(g), n)
+    a = audit_groups(rows, codes, [str(k) for k in range(g)], n_boot=300, seed=6, method="counts", min_group_size=1)
+    _, chunks = replicates(rows, codes, g, 300, 6, "counts")
+    reps = np.concatenate([metrics_from_stats(ch)["accuracy"] for ch in chunks], axis=0)
+    iv = summary_intervals(reps, reps.mean(axis=1), a.est["g.accuracy"], float(a.est["o.accuracy"]), np.ones(g, bool),
+                           "higher", 0.95, t_factor(n, 0.95), sizes=np.full(g, n))
+    for k, (lo, hi) in iv.items():
+        np.testing.assert_allclose(a.ci[f"s.accuracy.{k}"], np.clip([lo, hi], 0.0, 1.0), rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_group_accuracy_replicates_are_binomial():
+    """The simulation draws replicates of a group accuracy as Binomial(n, p_hat) / n: the law the
+    audit's row bootstrap gives them (chi-square goodness of fit on 20,000 replicates)."""
+    from scipy.stats import binom, chisquare
+
+    rng = np.random.default_rng(8)
+    n = 40
+    rows = _rows_with_accuracy(rng, np.full(n, 0.8))
+    k_hat = int(rows.correct.sum())
+    _, chunks = replicates(rows, np.zeros(n, dtype=int), 1, 20_000, 9, "rows")
+    k = np.rint(np.concatenate([metrics_from_stats(ch)["accuracy"] for ch in chunks])[:, 0] * n).astype(int)
+    observed = np.bincount(k, minlength=n + 1)
+    expected = binom.pmf(np.arange(n + 1), n, k_hat / n) * len(k)
+    keep = expected >= 5  # pool the sparse tails
+    obs = np.append(observed[keep], observed[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum())
+    assert chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3
+
+
+# Six groups of 40 at p = 0.8 with no true gap: the issue's case. With their own standard errors
+# the best group's interval covered 84.0% (2,000 draws, benchmarks/results/slices-coverage-own-se.md;
+# 83.6% in this 500-draw cell), with the pooled scale every summary covers >= 96.4% here. At 500
+# draws the Monte-Carlo standard error is 0.83 points at 96.4% and 1.66 at 83.6%, so the 93% bar
+# sits 4.1 s.e. below the pooled figure and the 90% bar 3.9 s.e. above the old one: either
+# assertion failing means the construction changed, not bad luck.
+FAST_CELL = dict(ps=[0.8] * 6, n=40, draws=500, n_boot=400, seed=21)
+
+
+def test_extreme_summaries_cover_with_six_small_groups():
+    from benchmarks.slices_coverage import coverage
+
+    cov = {k: v["coverage"] for k, v in coverage(**FAST_CELL).items()}
+    assert min(cov.values()) >= 0.93, cov
+
+
+def test_own_standard_errors_under_cover_the_best_group(monkeypatch):
+    import evalsuite.slices.audit as audit_mod
+    from benchmarks.slices_coverage import coverage
+
+    monkeypatch.setattr(audit_mod, "pooled_se", lambda se, factor, axis=None: se)  # the construction before the fix
+    res = coverage(**FAST_CELL)
+    assert res["best_group"]["coverage"] < 0.90, res["best_group"]
+    assert res["best_group"]["truth_below"] > 0.08  # the truth falls below the lower bound, as reported
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", [0.5, 0.8, 0.9])
+@pytest.mark.parametrize("n", [40, 200])
+@pytest.mark.parametrize("groups", [2, 6])
+def test_extreme_summary_coverage_grid(groups, n, p):
+    # 2,000 draws: Monte-Carlo standard error 0.49 points at 95% coverage (0.57 at 93%)
+    from benchmarks.slices_coverage import cell_seed, coverage
+
+    res = coverage([p] * groups, n, draws=2000, n_boot=1000, seed=cell_seed(groups, n, p))
+    cov = {k: v["coverage"] for k, v in res.items()}
+    assert min(cov.values()) >= 0.93, cov
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_parity_coverage_with_six_small_groups(n_classes):
+    # full audits, 1,000 draws: Monte-Carlo standard error 0.69 points at 95%. With each rate's own
+    # standard error (before) parity covered 92.2% with 3 classes (500 draws, `--parity --own-se`)
+    from benchmarks.slices_coverage import parity_coverage
+
+    res = parity_coverage(6, 40, 0.8, n_classes, draws=1000, n_boot=500, seed=30 + n_classes)
+    assert min(v["coverage"] for v in res.values()) >= 0.93, res

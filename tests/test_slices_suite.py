@@ -90,6 +90,7 @@ def test_gate_paths_on_clean_and_every_condition(output):
         "slices.region.accuracy.worst_group",
         "slices.region.ece.difference",
         "slices.region.equalized_odds_difference",
+        "slices.region.equalized_odds_by_class.c",
         "slices.region.demographic_parity_difference.max",
         "slices.score.accuracy.by_group.(missing)",
         "slices.derived.brightness.accuracy.worst_group",
@@ -111,6 +112,23 @@ def test_gate_paths_on_clean_and_every_condition(output):
     assert "by_group" in output.metrics["corruption.fog.3"]["region"]["accuracy"]
     assert "by_group" not in output.metrics["corruption.fog.3"]["region"]["nll"]
     json.dumps(output.metrics)  # JSON-serialisable (no NaN objects, numpy scalars)
+
+
+def test_equalized_odds_by_class_is_a_declared_gate_path(output):
+    from evalsuite.metric_specs import match_specs
+    from evalsuite.results import resolve_metric
+
+    specs = SliceSuite().metric_specs(None, [])
+    m = {"slices": output.metrics}
+    worst = resolve_metric(m, "slices.region.equalized_odds_difference")
+    for cname in ("a", "b", "c", "d"):
+        path = f"slices.region.equalized_odds_by_class.{cname}"
+        assert match_specs(path, specs), path
+        leaf = resolve_metric(m, path)
+        assert leaf["direction"] == "lower" and leaf["value"] <= worst["value"] + 1e-12
+        assert leaf["value"] == pytest.approx(max(leaf["tpr_difference"], leaf["fpr_difference"]))
+    assert resolve_metric(m, f"slices.region.equalized_odds_by_class.{worst['class']}")["value"] == worst["value"]
+    assert "equalized_odds_by_class" not in output.metrics["corruption.fog.3"]["region"]  # clean only
 
 
 def test_attack_subset_is_mapped_by_dataset_position(setting, output):

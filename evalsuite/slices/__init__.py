@@ -31,7 +31,8 @@ _METRICS = (
     ("ece", "metric per group: expected calibration error of the top-1 confidence (n_bins, default 15)"),
     ("nll", "metric per group: mean negative log-likelihood of the true class"),
     ("tpr / fpr / selection_rate", "per group and class, one-vs-rest (report tables)"),
-    ("equalized_odds_difference", "disparity: max over classes of max(TPR gap, FPR gap) between groups"),
+    ("equalized_odds_difference", "disparity: max over classes of max(TPR gap, FPR gap) between groups, one-vs-rest"),
+    ("equalized_odds_by_class", "disparity per class: max(TPR gap, FPR gap) of class k vs the rest, with both gaps"),
     ("demographic_parity_difference", "disparity: selection-rate gap between groups, per class and max"),
 )
 

@@ -45,6 +45,7 @@ from evalsuite.stats import (
     percentiles,
     t_factor,
 )
+from evalsuite.stats.simultaneous import pooled_se
 
 DEFAULT_MIN_GROUP_SIZE = 30
 DEFAULT_N_BOOT = 1000
@@ -60,7 +61,8 @@ class GroupAudit:
 
     ``est[key]`` holds the point estimate and ``ci[key]`` the ``(2, ...)`` interval for keys
     ``g.<metric>`` (per group), ``o.<metric>`` (overall), ``s.<metric>.<summary>``,
-    ``eod``/``eod.class``, ``dp``/``dp.class`` and, with few classes, ``g.<rate>``/``o.<rate>``.
+    ``eod``/``eod.class`` (with its parts ``eod.tpr``/``eod.fpr``, point estimates only),
+    ``dp``/``dp.class`` and, with few classes, ``g.<rate>``/``o.<rate>``.
     """
 
     groups: list[str]
@@ -116,6 +118,8 @@ def _point(stats: GroupStats, eligible: np.ndarray, detail: bool) -> dict[str, n
             out[f"s.{name}.{k}"] = v[0]
     eo = equalized_odds(gm["tpr"], gm["fpr"], eligible)[0]
     out["eod.class"] = eo
+    out["eod.tpr"] = rate_differences(gm["tpr"], eligible)[0]  # the two parts of eod.class
+    out["eod.fpr"] = rate_differences(gm["fpr"], eligible)[0]
     out["eod"] = nanmax(eo[None, :], 1)[0]
     dp = rate_differences(gm["selection_rate"], eligible)[0]
     out["dp.class"] = dp
@@ -134,14 +138,21 @@ def _log(a: np.ndarray) -> np.ndarray:
         return np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), np.nan)
 
 
-def _summary_intervals(
+def summary_intervals(
     reps: np.ndarray, overall: np.ndarray, point: np.ndarray, point_overall: float, eligible: np.ndarray,
-    direction: str, level: float, widen: float = 1.0,
+    direction: str, level: float, widen: float = 1.0, *, sizes: np.ndarray,
 ) -> dict[str, tuple[float, float]]:
     """Simultaneous (max-t) intervals of the extreme-type summaries of one metric.
 
-    See :mod:`evalsuite.slices.intervals`; a ratio whose groups include a value of 0 (so its
-    log is undefined) falls back to the percentile interval of the replicate ratios.
+    ``reps`` are the group replicates ``(R, G)``, ``overall`` the overall replicates ``(R,)``,
+    ``point``/``point_overall`` the estimates, ``sizes`` the rows of *every* group (the overall
+    pools them all, small groups included). Every band is studentized on a pooled scale
+    (:func:`evalsuite.stats.simultaneous.pooled_se`): one per-sample variance shared by the
+    eligible groups, scaled by ``1 / n_k`` for group values and by ``1 / n_k - 1 / N`` for
+    group-minus-overall gaps, so the band of the observed extreme group is not narrowed by
+    that group's own extreme estimate (see :mod:`evalsuite.slices.intervals`). A ratio whose
+    groups include a value of 0 (so its log is undefined) falls back to the percentile
+    interval of the replicate ratios.
     """
     nan = (math.nan, math.nan)
     out = {k: nan for k in SUMMARY_DIRECTIONS}
@@ -149,7 +160,10 @@ def _summary_intervals(
     v, vh = reps[:, keep], point[keep]
     if vh.size == 0:
         return out
-    se = bootstrap_se(v)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    inv_n = 1.0 / sizes[keep]
+    to_overall = inv_n - 1.0 / sizes.sum()
+    se = pooled_se(bootstrap_se(v), inv_n)
     c = widen * critical_value(max_abs_t(v - vh, se), level)
     out["worst_group"] = extreme_interval(vh, se, c, largest=direction == "lower")
     out["best_group"] = extreme_interval(vh, se, c, largest=direction == "higher")
@@ -158,7 +172,7 @@ def _summary_intervals(
         out["difference"] = band.interval(widen * critical_value(band.t(v), level))
         if np.all(vh > 0):
             lv = _log(v)
-            lband = PairBand(np.log(vh), bootstrap_se(lv))
+            lband = PairBand(np.log(vh), pooled_se(bootstrap_se(lv), inv_n))
             lo, hi = lband.interval(widen * critical_value(lband.t(lv, undefined_is_extreme=True), level))
             out["ratio"] = (math.exp(-hi), min(1.0, math.exp(-lo)))
         else:
@@ -166,12 +180,12 @@ def _summary_intervals(
             out["ratio"] = tuple(percentiles(rr, level))
     d = v - overall[:, None]
     dh = vh - point_overall
-    sd = bootstrap_se(d)
+    sd = pooled_se(bootstrap_se(d), to_overall)
     out["difference_to_overall"] = absmax_interval(dh, sd, widen * critical_value(max_abs_t(d - dh, sd), level))
     if np.all(vh > 0) and point_overall > 0:
         ld = _log(v) - _log(overall)[:, None]
         ldh = np.log(vh) - math.log(point_overall)
-        lsd = bootstrap_se(ld)
+        lsd = pooled_se(bootstrap_se(ld), to_overall)
         t = max_abs_t(ld - ldh, lsd)
         t = np.where(np.any(np.isnan(ld), axis=1), np.inf, t)
         lo, hi = absmax_interval(ldh, lsd, widen * critical_value(t, level))
@@ -359,15 +373,16 @@ def _bca_intervals(
 
 
 def _summary_cis(
-    reps: dict[str, np.ndarray], est: dict[str, np.ndarray], eligible: np.ndarray, level: float, widen: float
+    reps: dict[str, np.ndarray], est: dict[str, np.ndarray], eligible: np.ndarray, level: float, widen: float,
+    sizes: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Simultaneous intervals of every metric's summaries (``s.<metric>.<summary>``), clipped to
     the range the summary can take."""
     ci = {}
     for name, direction in METRICS.items():
         lo, hi = METRIC_RANGE[name]
-        ivs = _summary_intervals(reps[f"g.{name}"], reps[f"o.{name}"], est[f"g.{name}"], float(est[f"o.{name}"]),
-                                 eligible, direction, level, widen)
+        ivs = summary_intervals(reps[f"g.{name}"], reps[f"o.{name}"], est[f"g.{name}"], float(est[f"o.{name}"]),
+                                 eligible, direction, level, widen, sizes=sizes)
         for stat, iv in ivs.items():
             top = 1.0 if stat.startswith("ratio") else hi
             ci[f"s.{name}.{stat}"] = _clip(iv, 0.0 if stat != "worst_group" and stat != "best_group" else lo, top)
@@ -411,6 +426,16 @@ def _parity_cis(
     return ci
 
 
+def _rate_factors(point: GroupStats) -> dict[str, np.ndarray]:
+    """Per rate, ``1 / denominator`` by group and class ``(G, C)``: the variance factor of
+    :func:`evalsuite.stats.simultaneous.pooled_se` (true samples of the class for TPR, the other
+    samples for FPR, the group for the selection rate; ``inf`` where the denominator is 0)."""
+    pos = point.pos[0]
+    n = point.n[0][:, None]
+    with np.errstate(divide="ignore"):
+        return {"tpr": 1.0 / pos, "fpr": 1.0 / (n - pos), "selection_rate": np.broadcast_to(1.0 / n, pos.shape)}
+
+
 def _bootstrap(
     rows: RowStats, codes: np.ndarray, g: int, n_boot: int, seed: int, method: str, eligible: np.ndarray,
     est: dict[str, np.ndarray], point: GroupStats, detail: bool, level: float,
@@ -430,11 +455,12 @@ def _bootstrap(
     used, reps = _replicate_metrics(resampling, method, detail, rates)
     ci = {k: percentiles(v, level) for k, v in reps.items()}
     ci.update(_bca_intervals(rows, codes, g, reps, est, level))
-    ci.update(_summary_cis(reps, est, eligible, level, widen))
+    ci.update(_summary_cis(reps, est, eligible, level, widen, n_groups_rows))
     # equalized odds and demographic parity: pairwise max-t bands over eligible groups, per class
     gm_point = metrics_from_stats(point)
     se = rates.standard_errors()
-    bands = {r: PairBand(gm_point[r][0][eligible], se[r][eligible]) for r in RATES}
+    bands = {r: PairBand(gm_point[r][0][eligible], pooled_se(se[r][eligible], f[eligible], axis=0))
+             for r, f in _rate_factors(point).items()}
     teo, tdp = _parity_t(bands, rates.passes(resampling, used), eligible)
     if int(eligible.sum()) >= 2:
         ci.update(_parity_cis(bands, teo, tdp, c, level, widen))
@@ -476,7 +502,8 @@ def _summary_leaf(a: GroupAudit, name: str, stat: str) -> dict[str, Any]:
 def audit_metrics(a: GroupAudit, full: bool = True) -> dict[str, Any]:
     """The metric-leaf tree of one audit.
 
-    ``full`` (clean) gives every metric every summary, ``overall`` and ``by_group`` leaves and
+    ``full`` (clean) gives every metric every summary, ``overall`` and ``by_group`` leaves, and
+    equalized odds (``equalized_odds_by_class.<class>``, with its TPR and FPR gaps) and
     demographic parity per class. Without it (other conditions, to keep results.json small)
     accuracy keeps all of those, the other metrics keep ``difference``, ``ratio`` and
     ``worst_group``.
@@ -502,6 +529,12 @@ def audit_metrics(a: GroupAudit, full: bool = True) -> dict[str, Any]:
         a.value("eod"), a.n_eligible, a.interval("eod"), "lower",
         **({"class": a.class_names[eo_cls]} if eo_cls >= 0 else {"note": "needs two eligible groups"}),
     )
+    if full:
+        out["equalized_odds_by_class"] = {
+            cname: metric(a.value("eod.class", k), a.n_eligible, a.interval("eod.class", k), "lower",
+                          tpr_difference=a.value("eod.tpr", k), fpr_difference=a.value("eod.fpr", k))
+            for k, cname in enumerate(a.class_names)
+        }
     dp_cls = int(nanargext(a.est["dp.class"][None, :], 1, True)[0])
     dp: dict[str, Any] = {
         "max": metric(a.value("dp"), a.n_eligible, a.interval("dp"), "lower",

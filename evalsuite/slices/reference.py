@@ -103,11 +103,30 @@ def metric_frame(
     )
 
 
+def _equalized_odds_reference(mf: Any, y_true: np.ndarray, groups: np.ndarray, n_classes: int) -> dict[int, float]:
+    """fairlearn's equalized-odds difference of each one-vs-rest problem ``(y == k, pred == k)``:
+    ``max(TPR difference, FPR difference)`` between groups, as ``equalized_odds_difference``
+    computes it, from the MetricFrame's ``tpr.k``/``fpr.k`` columns (so no second pass over the
+    rows). Only classes whose TPR and FPR are defined in every group (elsewhere fairlearn counts
+    an undefined rate as 0 and evalsuite leaves it out, see :mod:`evalsuite.slices.metrics`)."""
+    y = np.asarray(y_true)
+    groups = np.asarray(groups)
+    diff = mf.difference()
+    out = {}
+    for k in range(n_classes):
+        pos = y == k
+        if all(0 < pos[groups == grp].sum() < (groups == grp).sum() for grp in np.unique(groups)):
+            out[k] = max(float(diff[f"tpr.{k}"]), float(diff[f"fpr.{k}"]))
+    return out
+
+
 def compare_with_metricframe(audit: Any, y_true: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Largest absolute difference between an audit's point estimates and MetricFrame's.
 
     Compares per-group and overall metrics, and (when every group is eligible) the
-    between-group difference and ratio from ``MetricFrame.difference()/ratio()``. Per-class
+    between-group difference and ratio from ``MetricFrame.difference()/ratio()`` and, with
+    per-class detail, each class's one-vs-rest equalized odds against fairlearn's definition
+    (``equalized_odds_difference`` on the binarised problem; the tests call it directly). Per-class
     rates of classes absent from a group are skipped (fairlearn reports 0 there, evalsuite
     leaves them undefined). Returns ``{"max_abs_diff", "compared", "worst"}``.
     """
@@ -141,6 +160,9 @@ def compare_with_metricframe(audit: Any, y_true: np.ndarray, probs: np.ndarray, 
             for rate in ("tpr", "fpr", "selection_rate"):
                 for j in range(np.asarray(probs).shape[1]):
                     check(f"{grp}.{rate}.{j}", float(audit.est[f"g.{rate}"][k, j]), float(row[f"{rate}.{j}"]))
+    if "g.tpr" in audit.est and bool(np.all(audit.eligible[audit.n > 0])):
+        for k, ref in _equalized_odds_reference(mf, y_true, groups, np.asarray(probs).shape[1]).items():
+            check(f"equalized_odds.{audit.class_names[k]}", float(audit.est["eod.class"][k]), ref)
     for m in ("accuracy", "error_rate", "macro_recall", "ece", "nll"):
         check(f"overall.{m}", float(audit.est[f"o.{m}"]), float(mf.overall[m]))
         if bool(np.all(audit.eligible[audit.n > 0])):

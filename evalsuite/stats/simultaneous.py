@@ -6,7 +6,8 @@ equal, the resampled ``max - min`` is always positive, so the interval never con
 max-t construction builds the interval of an extreme from a simultaneous band instead:
 
 1. every *component* ``k`` (the quantities the extreme is taken over) gets its bootstrap
-   standard error ``se_k`` (:func:`bootstrap_se`);
+   standard error ``se_k`` (:func:`bootstrap_se`), optionally replaced by a *pooled* scale
+   (:func:`pooled_se`) that does not shrink with the observed extreme;
 2. the critical value ``c`` is the ``level`` quantile over replicates of
    ``max_k |theta*_k - theta_hat_k| / se_k`` (:func:`max_abs_t`, :func:`critical_value`),
    optionally widened by the t/z quantile ratio of the smallest sample (:func:`t_factor`), so
@@ -15,7 +16,18 @@ max-t construction builds the interval of an extreme from a simultaneous band in
    upper bounds (:func:`extreme_interval`; ``max |theta|``: :func:`absmax_interval`).
 
 Step 3 follows from step 2 deterministically, so the interval covers the true extreme whenever
-the band covers all components -- including when the true gap is 0. The slice audit
+the band covers all components -- including when the true gap is 0.
+
+Why pool: a component's own bootstrap standard error is estimated from its own estimate. For
+a proportion, ``se = sqrt(p_hat (1 - p_hat) / n)`` is smallest exactly for the group whose
+``p_hat`` is furthest from 1/2 -- the group that *is* the observed extreme of a best-group (or
+worst-group, or largest-gap) summary. Its band ``p_hat +- c se`` is then too narrow precisely
+when it decides the interval, and the interval misses on one side (measured: 84% coverage for
+the best of six groups of 40 at p = 0.8). Studentizing every component on one variance per
+sample shared by all components (each scaled by its own known size factor, ``1 / n_k`` for a
+group mean) removes that dependence; the max-t critical value is computed on the same scale,
+so the band stays a valid simultaneous band (any fixed scale is), just balanced differently
+when groups truly differ in variance. The slice audit
 (:mod:`evalsuite.slices.intervals`) builds its pairwise-gap bands from these pieces.
 """
 
@@ -87,6 +99,31 @@ def bootstrap_se(reps: np.ndarray) -> np.ndarray:
         mean = x.sum(axis=0) / cnt
         var = (np.where(ok, reps - mean, 0.0) ** 2).sum(axis=0) / cnt
     return np.where(cnt >= 2, np.sqrt(np.maximum(var, 0.0)), 0.0)
+
+
+def pooled_se(se: np.ndarray, factor: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Standard errors on one shared per-sample variance: ``sqrt(sigma2 * factor_k)``.
+
+    ``se_k`` are the components' own (bootstrap) standard errors and ``factor_k`` how each
+    component's variance scales with one per-sample variance ``sigma2`` (``1 / n_k`` for the
+    mean of a group of ``n_k`` samples; ``1 / n_k - 1 / N`` for a group mean minus the mean of
+    all ``N`` samples). ``sigma2`` is the inverse-factor-weighted mean of the per-component
+    estimates ``se_k^2 / factor_k`` (for group means: the pooled per-sample variance
+    ``sum n_k^2 se_k^2 / sum n_k``). Components with a non-finite ``se`` or a factor <= 0 take
+    no part in ``sigma2`` and get ``se_k`` back unchanged. With ``axis``, one ``sigma2`` is
+    pooled along that axis for every index of the others (per class: over the groups).
+
+    Why: see the module docstring -- an own standard error shrinks with the observed extreme
+    (a group accuracy near 0 or 1), a pooled one does not.
+    """
+    se = np.asarray(se, dtype=np.float64)
+    f = np.broadcast_to(np.asarray(factor, dtype=np.float64), se.shape)
+    use = np.isfinite(se) & np.isfinite(f) & (f > 0)
+    fu = np.where(use, f, 1.0)
+    num = np.where(use, se**2 / fu**2, 0.0).sum(axis=axis, keepdims=axis is not None)
+    den = np.where(use, 1.0 / fu, 0.0).sum(axis=axis, keepdims=axis is not None)
+    sigma2 = num / np.where(den > 0, den, 1.0)
+    return np.where(use, np.sqrt(sigma2 * np.where(use, f, 0.0)), se)
 
 
 def _finite_ext(a: np.ndarray, largest: bool) -> float:

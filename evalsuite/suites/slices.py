@@ -38,8 +38,8 @@ path (:func:`evalsuite.results.gate_path`, ``/`` written as ``.``):
 ``slices.corruption.fog.3.ink_density.accuracy.difference``. Metrics:
 ``accuracy``, ``error_rate``, ``macro_recall``, ``ece``, ``nll``; summaries: ``difference``,
 ``ratio``, ``worst_group``, ``best_group``, ``difference_to_overall``, ``ratio_to_overall``,
-``overall`` and ``by_group.<group>``; also ``equalized_odds_difference`` and
-``demographic_parity_difference.max``.
+``overall`` and ``by_group.<group>``; also ``equalized_odds_difference`` (clean:
+``equalized_odds_by_class.<class>`` too) and ``demographic_parity_difference.max``.
 """
 
 from __future__ import annotations
@@ -245,6 +245,7 @@ class SliceSuite(Suite):
 
         specs = [MetricSpec("slices.*.groups", ci=False), MetricSpec("slices.*.eligible_groups", ci=False),
                  MetricSpec("slices.*.equalized_odds_difference"),
+                 MetricSpec("slices.*.equalized_odds_by_class.*"),
                  MetricSpec("slices.*.demographic_parity_difference.max"),
                  MetricSpec("slices.*.demographic_parity_difference.by_class.*")]
         for name in METRICS:
@@ -431,8 +432,6 @@ class SliceSuite(Suite):
         Lines are ranked by how far the group's drop exceeds the drop over all samples, using
         the lower end of its CI; every column gets its worst line, the rest fill up to ten.
         """
-        from evalsuite.stats import multinomial_mean_ci
-
         if "clean" not in preds:
             return []
         clean = preds.clean
@@ -450,38 +449,51 @@ class SliceSuite(Suite):
             if not ok.any():
                 continue
             drop = clean_correct[at[ok]] - rows_of[key].correct[ok]
-            overall = float(drop.mean())
             for col in columns:
-                a = audits[key].get(col.name)
-                if a is None:
-                    continue
-                codes = col.take(p.index[ok])
-                if self.opts.n_boot:
-                    means, ci = multinomial_mean_ci(drop, codes, col.n_groups, self.opts.n_boot,
-                                                    sample_seed(run.seed, f"slices-drop/{key}", col.name))
-                else:
-                    means, ci = self._means(drop, codes, col.n_groups), np.full((col.n_groups, 2), np.nan)
-                sizes = np.bincount(codes, minlength=col.n_groups)
-                elig = sizes >= self.opts.min_group_size
-                if elig.sum() < 2:
-                    continue
-                cand = np.where(elig, means, -np.inf)
-                k = int(np.argmax(cand))
-                clean_acc = float(clean_correct[at[ok]][codes == k].mean())
-                found.append({
-                    "condition": key,
-                    "column": col.name,
-                    "column_path": self.metric_path(col),
-                    "group": col.groups[k],
-                    "n": int(sizes[k]),
-                    "clean_accuracy": clean_acc,
-                    "condition_accuracy": clean_acc - float(means[k]),
-                    "drop": float(means[k]),
-                    "drop_lo": None if not math.isfinite(ci[k, 0]) else float(ci[k, 0]),
-                    "drop_hi": None if not math.isfinite(ci[k, 1]) else float(ci[k, 1]),
-                    "overall_drop": overall,
-                    "excess": float(means[k]) - overall,
-                })
+                if audits[key].get(col.name) is not None:
+                    line = self._drop_line(run, key, col, p.index[ok], drop, clean_correct[at[ok]])
+                    if line is not None:
+                        found.append(line)
+        return self._rank_lines(found)
+
+    def _drop_line(
+        self, run: RunContext, key: str, col: Any, index: np.ndarray, drop: np.ndarray, clean_correct: np.ndarray,
+    ) -> dict[str, Any] | None:
+        """The line of the eligible group of ``col`` with the largest mean ``drop`` under ``key``
+        (``None`` with fewer than two eligible groups); ``index`` are the dataset positions of the
+        samples ``drop`` and ``clean_correct`` belong to."""
+        from evalsuite.stats import multinomial_mean_ci
+
+        codes = col.take(index)
+        if self.opts.n_boot:
+            means, ci = multinomial_mean_ci(drop, codes, col.n_groups, self.opts.n_boot,
+                                            sample_seed(run.seed, f"slices-drop/{key}", col.name))
+        else:
+            means, ci = self._means(drop, codes, col.n_groups), np.full((col.n_groups, 2), np.nan)
+        sizes = np.bincount(codes, minlength=col.n_groups)
+        elig = sizes >= self.opts.min_group_size
+        if elig.sum() < 2:
+            return None
+        k = int(np.argmax(np.where(elig, means, -np.inf)))
+        clean_acc = float(clean_correct[codes == k].mean())
+        overall = float(drop.mean())
+        return {
+            "condition": key,
+            "column": col.name,
+            "column_path": self.metric_path(col),
+            "group": col.groups[k],
+            "n": int(sizes[k]),
+            "clean_accuracy": clean_acc,
+            "condition_accuracy": clean_acc - float(means[k]),
+            "drop": float(means[k]),
+            "drop_lo": None if not math.isfinite(ci[k, 0]) else float(ci[k, 0]),
+            "drop_hi": None if not math.isfinite(ci[k, 1]) else float(ci[k, 1]),
+            "overall_drop": overall,
+            "excess": float(means[k]) - overall,
+        }
+
+    def _rank_lines(self, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The "degrades most" lines to show, best first, each with its ``text``."""
         # rank by the conservative excess (lower CI end of the group's drop beyond the average drop),
         # so a small group's noisy drop does not crowd out a clear one; one line per column first
         def score(d: dict[str, Any]) -> float:
