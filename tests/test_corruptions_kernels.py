@@ -1,8 +1,8 @@
 """The numba CPU kernels of the corruption engine against their torch twins and the reference.
 
-On the CPU, batches of at least ``MIN_BATCH_TO_COMPILE`` images run zoom blur, pixelate, JPEG's
-8-bit conversions and shot noise's Poisson lookups through numba kernels; smaller batches and
-CUDA tensors run the torch code. Every test here runs both and compares them (bit for bit
+On the CPU, every batch (a single image too) runs zoom blur, pixelate, fog, JPEG's 8-bit
+conversions, shot noise's Poisson lookups, the short separable filters and glass blur's shuffle
+through numba kernels; CUDA tensors, and CPU tensors without numba, run the torch code. Every test here runs both and compares them (bit for bit
 where the kernels repeat the same float32 operations), and checks the kernel path against the
 reference library directly.
 """
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not _numba.available(), reason="numba not instal
 
 def torch_path():
     """Context: every corruption runs its torch code (the numba kernels are declined)."""
-    return mock.patch.object(_numba, "worth_compiling", return_value=False)
+    return mock.patch.object(_numba, "use_kernels", return_value=False)
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +137,18 @@ def test_parallel_fields_equal_sequential_draws():
     assert torch.equal(got["randint"], torch.stack([torch.empty(40, dtype=torch.int64).random_(-3, 4, generator=g) for g in gens]))
 
 
-def test_small_batches_do_not_compile():
-    """A thumbnail-sized batch never triggers a compile; a compiled kernel is used from then on."""
+def test_every_cpu_batch_uses_the_kernels_whatever_ran_before():
+    """One implementation per device: a single image runs the kernels as a batch of 64 does,
+    before any kernel is loaded in the process and after (issue #21: the choice used to depend
+    on the batch size and on whether a larger batch had compiled the kernel already)."""
     x = torch.zeros(1, 3, 32, 32)
     with mock.patch.dict(_numba._kernels, clear=True):
-        assert not _numba.worth_compiling("zoom_blur", x)
-        assert _numba.worth_compiling("zoom_blur", torch.zeros(_numba.MIN_BATCH_TO_COMPILE, 3, 32, 32))
-        _numba._kernels["zoom_blur"] = object()
-        assert _numba.worth_compiling("zoom_blur", x)
+        assert _numba.use_kernels(x)
+        assert _numba.use_kernels(torch.zeros(64, 3, 32, 32))
+    with mock.patch("evalsuite.parallel.numba_available", return_value=False):
+        assert not _numba.use_kernels(x)
     if torch.cuda.is_available():
-        assert not _numba.worth_compiling("zoom_blur", x.cuda())
+        assert not _numba.use_kernels(x.cuda())
 
 
 # -- JPEG as tensor arithmetic (against the codec itself: tests/test_jpeg.py) -------------------

@@ -7,8 +7,15 @@ fallback without numba; tests check each kernel against its torch twin and the r
 
 The kernels themselves live in :mod:`evalsuite.corruptions._numba_kernels` as module-level
 ``cache=True`` functions: compiled on first use on a machine (about a second each) and loaded
-from numba's disk cache by every later process; only batches worth it use them
-(:func:`worth_compiling`), so a thumbnail never pays for a compile.
+from numba's disk cache by every later process.
+
+One implementation per device (:func:`use_kernels`): every CPU batch runs the kernels when
+numba is installed, a single image as much as a batch of 64, whatever ran before in the
+process; CUDA tensors (and CPU tensors without numba) run the torch code. The twins agree
+closely but not always bit for bit (float64 against float32 interpolation in zoom blur, SciPy's
+float64 sums in the separable filters), so choosing by batch size made a corrupted image depend
+on the process's history (issue #21); ``tests/test_batch_invariance_corruptions.py`` holds
+every corruption and severity to the same pixels at batch sizes 1, 2, 3, 17 and 64.
 """
 
 from __future__ import annotations
@@ -25,8 +32,6 @@ from evalsuite.parallel import parallel_for
 
 _lock = threading.Lock()
 _kernels: dict[str, Any] = {}
-#: Below this many images a batch runs on the torch path unless the kernel is compiled already.
-MIN_BATCH_TO_COMPILE = 4
 
 
 def available() -> bool:
@@ -36,11 +41,13 @@ def available() -> bool:
     return numba_available()
 
 
-def worth_compiling(name: str, x: torch.Tensor) -> bool:
-    """Use kernel ``name`` for CPU batch ``x``: numba present and the batch large enough (or compiled)."""
-    if x.device.type != "cpu" or not available():
-        return False
-    return name in _kernels or x.shape[0] >= MIN_BATCH_TO_COMPILE
+def use_kernels(x: torch.Tensor) -> bool:
+    """Whether batch ``x`` runs the numba kernels: every CPU batch when numba is installed.
+
+    The answer depends on the device alone, never on the batch size or on what the process ran
+    before, so the same (seed, condition, sample id) always gets the same pixels.
+    """
+    return x.device.type == "cpu" and available()
 
 
 def kernel(name: str) -> Callable[..., Any]:

@@ -187,11 +187,11 @@ def gaussian_filter(
 
 def _gaussian_filter_numba(x: torch.Tensor, sh: float, sw: float, mode: str, truncate: float) -> torch.Tensor | None:
     """:func:`gaussian_filter` by the numba kernel on the CPU (in cache, float64 sums as SciPy),
-    planes split over the thread pool; None where the torch code is used instead (CUDA, small
-    batches before the first compile, long kernels where the banded GEMM wins)."""
+    planes split over the thread pool; None where the torch code is used instead (CUDA, no
+    numba, long kernels where the banded GEMM wins: a choice by device and sigma, never by batch)."""
     from evalsuite.corruptions import _numba
 
-    if not _numba.worth_compiling("separable", x):
+    if not _numba.use_kernels(x):
         return None
     h, w = x.shape[-2:]
     wy = gaussian_weights(sh, truncate) if sh > 1e-15 else np.ones(1)
@@ -237,8 +237,12 @@ def fft_correlate2d(
     the boundary extension ``mode``. ``kernel`` is ``(kh, kw)`` (shared) or ``(N, kh, kw)``
     (one per image). The padded signal is long enough that the circular product never wraps
     into the output. Transform sizes depend only on the image and kernel shapes, and
-    per-image kernel spectra are computed one kernel at a time, so an image's result does not
-    depend on the rest of its batch (checked in the tests).
+    per-image kernel spectra are computed one kernel at a time. On the CPU the padded batch
+    is made contiguous (NCHW) first: MKL's batched transforms of channels-last input (what the
+    runner hands over) give different last bits for batches of 1 or 3 than for 2 or 64, those of
+    contiguous planes do not, so an image's result does not depend on the rest of its batch
+    (``tests/test_batch_invariance_corruptions.py``; one transform per image would hold it by
+    construction but made defocus blur 5 times slower).
     """
     n, c, h, w = x.shape
     kh, kw = kernel.shape[-2:]
@@ -246,7 +250,7 @@ def fft_correlate2d(
     sh, sw = next_fast_len(h + kh - 1), next_fast_len(w + kw - 1)
     # extend straight to the transform size (values past h + kh - 1 never reach the output)
     xp = pad(x, ay, sh - h - ay, ax, sw - w - ax, mode)
-    spec = torch.fft.rfft2(xp)
+    spec = torch.fft.rfft2(xp.contiguous() if x.device.type == "cpu" else xp)
     k = kernel.to(x.dtype)
     if k.ndim == 3:
         kspec = torch.stack([torch.fft.rfft2(k[i], s=(sh, sw)) for i in range(k.shape[0])]).unsqueeze(1).conj().resolve_conj()

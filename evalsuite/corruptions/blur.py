@@ -214,11 +214,10 @@ def apply_glass_blur(x: torch.Tensor, severity: int, draws: dict, shuffle: str |
     g = gaussian_filter(x, sigma, mode="nearest")
     q = levels_to_unit(g.clamp_(0, 1).mul_(255.0).add_(1e-4).floor_())  # np.uint8(gaussian(...) * 255) truncates
     offsets = draws["offsets"]
-    if shuffle is None:
-        # numba compiles on first use (seconds): worth it for batches, not for a thumbnail; both agree bit for bit
+    if shuffle is None:  # one implementation per device, whatever the batch size (both agree bit for bit)
         from evalsuite.corruptions import _numba
 
-        shuffle = "numba" if _numba.worth_compiling("glass_shuffle", q) else "parallel"
+        shuffle = "numba" if _numba.use_kernels(q) else "parallel"
     kernel = _numba_shuffle() if shuffle == "numba" else None
     if kernel is not None and offsets.shape[2] and offsets.shape[3]:
         from evalsuite.parallel import parallel_slices
@@ -343,7 +342,7 @@ def apply_zoom_blur(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor
 
     h, w = x.shape[-2:]
     factors = zoom_factors(severity)
-    if _numba.worth_compiling("zoom_blur", x):  # CPU: one pass per layer in cache, float64 like SciPy
+    if _numba.use_kernels(x):  # CPU: one pass per layer in cache, float64 like SciPy
         return _numba.per_image("zoom_blur", x, _numba.zoom_layers(h, w, factors))
     xc = x.contiguous(memory_format=torch.channels_last)
     out = torch.zeros_like(xc)

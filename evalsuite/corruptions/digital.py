@@ -12,6 +12,7 @@ libjpeg codec (see :func:`apply_jpeg_compression`).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ def apply_pixelate(x: torch.Tensor, severity: int, draws: dict) -> torch.Tensor:
     from evalsuite.corruptions import _numba
 
     n, ch, h, w = x.shape
-    if _numba.worth_compiling("pixelate", x):  # CPU: the same float32 operations, image by image in cache
+    if _numba.use_kernels(x):  # CPU: the same float32 operations, image by image in cache
         ix, rx, iy, ry, nx, ny = (t.numpy() for t in _pixelate_tables(h, w, severity, "cpu"))
         return _numba.per_image("pixelate", x, ix, rx, iy, ry, nx, ny, pillow_vertical_pass_first(h, w))
     ix, rx, iy, ry, nx, ny = _pixelate_tables(h, w, severity, str(x.device))
@@ -292,32 +293,15 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
     the 8-bit conversions, else torchvision's), ``"tensor"`` (the lossy steps as batched integer
     tensor operations, on any device, see :mod:`evalsuite.jpeg.tensor`), ``"pil"`` (Pillow, the
     reference's own call) or ``"nvjpeg"`` (torchvision's CUDA codec for CUDA tensors; not
-    bit-identical, see docs/corruptions.md). Default: tensor for CUDA tensors; on the CPU the
-    kernel for small images (:func:`evalsuite.jpeg.cpu.kernel_is_faster`) in batches worth
-    compiling it (:func:`~evalsuite.corruptions._numba.worth_compiling`), else libjpeg (Pillow
-    when torchvision lacks its codec). The result is exactly on the 8-bit
-    grid.
+    bit-identical, see docs/corruptions.md). Default: :func:`default_jpeg_codec`, a choice by
+    device and image size only. The result is exactly on the 8-bit grid.
     """
-    from evalsuite.corruptions import _numba
-    from evalsuite.jpeg import cpu as jpeg_cpu
-    from evalsuite.parallel import parallel_for
-
     q = JPEG_QUALITY[severity - 1]
     ops = _jpeg_ops()
-    if codec is None:
-        if x.device.type != "cpu":
-            codec = "tensor"
-        elif _numba.worth_compiling("jpeg", x) and jpeg_cpu.kernel_is_faster(x.shape[2], x.shape[3]):
-            codec = "kernel"
-        elif ops is not None:
-            codec = "libjpeg"
-        else:
-            codec = "pil"
-    n, _, h, w = x.shape
+    codec = codec or default_jpeg_codec(x, ops is not None)
     if codec == "kernel":
         from evalsuite.jpeg import jpeg_roundtrip
 
-        _numba.kernel("jpeg")  # loads it, so later small batches use it too
         return jpeg_roundtrip(x, q)
     if codec == "tensor":
         from evalsuite.jpeg.tensor import jpeg_roundtrip_levels
@@ -325,26 +309,64 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
         return levels_to_unit(jpeg_roundtrip_levels(to_levels(x), q).to(x.dtype))
     if codec not in ("libjpeg", "pil", "nvjpeg"):
         raise ValueError(f"unknown JPEG codec {codec!r}; valid: kernel, libjpeg, tensor, pil, nvjpeg")
-    if codec == "libjpeg" and _numba.worth_compiling("to_u8_hwc", x):
-        # CPU: 8-bit conversion, encode, decode and conversion back per image on the shared
-        # pool. OpenCV's libjpeg-turbo (same settings, bit-identical output in the tests)
-        # releases the GIL, torchvision's does not.
-        import cv2
+    from evalsuite.corruptions import _numba
 
-        src = x.detach().numpy()
-        out_np = np.empty(src.shape, dtype=np.float32)
-        to_u8, from_u8 = _numba.kernel("to_u8_hwc"), _numba.kernel("from_u8_hwc")
-        params = [cv2.IMWRITE_JPEG_QUALITY, q]
+    if codec == "libjpeg" and _numba.use_kernels(x):
+        return _jpeg_opencv(x, q)
+    return _jpeg_codec_levels(x, q, codec, ops)
 
-        def roundtrip(i: int) -> None:
-            bgr = to_u8(src[i], np.empty((h, w, 3), dtype=np.uint8), True)
-            ok, buf = cv2.imencode(".jpg", bgr, params)
-            if not ok:  # pragma: no cover - libjpeg cannot fail on a valid 8-bit image
-                raise RuntimeError("OpenCV failed to encode a JPEG")
-            from_u8(cv2.imdecode(buf, cv2.IMREAD_COLOR), out_np[i], True)
 
-        parallel_for(roundtrip, n)
-        return torch.from_numpy(out_np)
+def default_jpeg_codec(x: torch.Tensor, have_torchvision_codec: bool) -> str:
+    """The codec :func:`apply_jpeg_compression` uses for batch ``x`` when none is named.
+
+    ``tensor`` for CUDA tensors; on the CPU the numba kernel for images where it beats
+    libjpeg-turbo (:func:`evalsuite.jpeg.cpu.kernel_is_faster`), else libjpeg (Pillow when
+    torchvision lacks its codec). Device and image size decide, never the batch size, so an
+    image gets the same bytes in any batch (all CPU codecs agree bit for bit in the tests).
+    """
+    from evalsuite.corruptions import _numba
+    from evalsuite.jpeg import cpu as jpeg_cpu
+
+    if x.device.type != "cpu":
+        return "tensor"
+    if _numba.use_kernels(x) and jpeg_cpu.kernel_is_faster(x.shape[2], x.shape[3]):
+        return "kernel"
+    return "libjpeg" if have_torchvision_codec else "pil"
+
+
+def _jpeg_opencv(x: torch.Tensor, q: int) -> torch.Tensor:
+    """CPU round trip through OpenCV's libjpeg-turbo, image by image on the shared pool.
+
+    8-bit conversion, encode, decode and conversion back per image; OpenCV's build (same
+    settings, bit-identical output in the tests) releases the GIL, torchvision's does not.
+    """
+    import cv2
+
+    from evalsuite.corruptions import _numba
+    from evalsuite.parallel import parallel_for
+
+    n, _, h, w = x.shape
+    src = x.detach().numpy()
+    out_np = np.empty(src.shape, dtype=np.float32)
+    to_u8, from_u8 = _numba.kernel("to_u8_hwc"), _numba.kernel("from_u8_hwc")
+    params = [cv2.IMWRITE_JPEG_QUALITY, q]
+
+    def roundtrip(i: int) -> None:
+        bgr = to_u8(src[i], np.empty((h, w, 3), dtype=np.uint8), True)
+        ok, buf = cv2.imencode(".jpg", bgr, params)
+        if not ok:  # pragma: no cover - libjpeg cannot fail on a valid 8-bit image
+            raise RuntimeError("OpenCV failed to encode a JPEG")
+        from_u8(cv2.imdecode(buf, cv2.IMREAD_COLOR), out_np[i], True)
+
+    parallel_for(roundtrip, n)
+    return torch.from_numpy(out_np)
+
+
+def _jpeg_codec_levels(x: torch.Tensor, q: int, codec: str, ops: Any) -> torch.Tensor:
+    """Round trip through torchvision's libjpeg (``libjpeg``), nvJPEG (``nvjpeg``) or Pillow (``pil``)."""
+    from evalsuite.parallel import parallel_for
+
+    n, _, h, w = x.shape
     # 8-bit levels in channels-last memory: every image is then a free HWC view for the codecs
     levels = torch.empty((n, h, w, 3), device=x.device, dtype=x.dtype)
     levels.copy_(x.permute(0, 2, 3, 1)).mul_(255.0).round_().clamp_(0, 255)
@@ -358,16 +380,12 @@ def apply_jpeg_compression(x: torch.Tensor, severity: int, draws: dict, codec: s
         return levels_to_unit(torch.stack(dec).to(x.dtype))
     hwc = hwc.cpu()
     if codec == "libjpeg":
-
-        def one(i: int) -> torch.Tensor:
-            # encode_jpeg permutes CHW -> HWC internally: an HWC-contiguous view makes that free;
-            # decode_jpeg returns a CHW view of an HWC buffer, kept HWC here
-            return ops.decode_jpeg(ops.encode_jpeg(hwc[i].permute(2, 0, 1), q), 3, False).permute(1, 2, 0)
-
-        dec = [None] * n
+        dec: list = [None] * n
 
         def store(i: int) -> None:
-            dec[i] = one(i)
+            # encode_jpeg permutes CHW -> HWC internally: an HWC-contiguous view makes that free;
+            # decode_jpeg returns a CHW view of an HWC buffer, kept HWC here
+            dec[i] = ops.decode_jpeg(ops.encode_jpeg(hwc[i].permute(2, 0, 1), q), 3, False).permute(1, 2, 0)
 
         parallel_for(store, n)
         stacked = torch.stack(dec)

@@ -43,7 +43,7 @@ def draw_shot_noise(x: torch.Tensor, severity: int, rand: SampleRandom) -> dict:
 
     c = SHOT_NOISE[severity - 1]
     u = rand.uniform(x.shape[1:])
-    if _numba.worth_compiling("poisson_table", x):  # CPU: the same lookups, image by image
+    if _numba.use_kernels(x):  # CPU: the same lookups, image by image
         cdf, guide, k_max = _poisson_tables(c, x.device)
         counts = _numba.per_image("poisson_table", x, cdf.numpy(), guide.numpy(), k_max, _GUIDE, fields=(u,))
         return {"counts": counts}

@@ -87,7 +87,7 @@ def replay_draws(name: str, severity: int, image: np.ndarray, seed: int) -> dict
         return {"uniform": t(np.random.random_sample(count)).float()}
     if name == "spatter":
         loc, scale = weather.SPATTER[severity - 1][:2]
-        return {"liquid": t(np.random.normal(size=(h, w), loc=loc, scale=scale)).float()}
+        return {"liquid": t(np.random.normal(size=(h, w), loc=loc, scale=scale))}  # float64: apply blurs in float64
     if name == "elastic_transform":
         m = h * 0.005
         dx = np.random.uniform(-m, m, size=(h, w))
