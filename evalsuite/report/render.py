@@ -95,6 +95,53 @@ def _outcome_rows(outcomes: list[GateOutcome]) -> list[dict[str, Any]]:
     return rows
 
 
+#: Headline numbers of the sign-off summary: (metric path, label, shown as a percentage).
+HEADLINES = (
+    ("clean.accuracy", "Clean accuracy", True),
+    ("clean.macro_f1", "Clean macro-F1", True),
+    ("corruption.mean_accuracy", "Mean accuracy under corruption", True),
+    ("corruption.mce", "mCE (15 benchmark corruptions)", False),
+    ("device.worst.accuracy", "Worst device-profile accuracy", True),
+    ("adversarial.worst.robust_accuracy", "Worst robust accuracy", True),
+    ("calibration.clean.ece", "ECE, clean", True),
+)
+
+
+def headline_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The headline numbers present in ``metrics`` (plus the widest clean slice gap), for the
+    one-page summary an auditor signs."""
+    from evalsuite.results import resolve_metric
+
+    rows = []
+    for path, label, percent in HEADLINES:
+        leaf = resolve_metric(metrics, path)
+        if leaf is not None:
+            rows.append(_headline(path, label, leaf, percent))
+    gaps = []
+    for column in metrics.get("slices") or {}:
+        leaf = resolve_metric(metrics, f"slices.{column}.accuracy.difference") if "." not in column else None
+        if leaf is not None and leaf.get("value") is not None:
+            gaps.append((leaf["value"], column, leaf))
+    if gaps:
+        _, column, leaf = max(gaps, key=lambda g: g[0])
+        rows.append(_headline(f"slices.{column}.accuracy.difference", f"Largest accuracy gap between groups ({column})",
+                              leaf, True))
+    return rows
+
+
+def _headline(path: str, label: str, leaf: dict[str, Any], percent: bool) -> dict[str, Any]:
+    where = leaf.get("condition") or leaf.get("group")
+    return {"path": path, "label": label + (f" ({where})" if where else ""),
+            "value": pct(leaf.get("value")) if percent else fmt(leaf.get("value")),
+            "ci": ci(leaf, percent), "n": leaf.get("n")}
+
+
+def _scrollable_tables(html: str) -> str:
+    """Every table in its own horizontally scrolling box, so a narrow screen scrolls the table,
+    not the page (the scorecard is our own template output: tables are never nested)."""
+    return html.replace("<table", '<div class="scroll"><table').replace("</table>", "</table></div>")
+
+
 def render_scorecard(results: dict[str, Any], decision: Decision, base_dir: Path) -> str:
     """The scorecard HTML; ``base_dir`` is where artifacts referenced by results live."""
     from jinja2 import ChainableUndefined, Environment, FileSystemLoader, select_autoescape
@@ -140,6 +187,7 @@ def render_scorecard(results: dict[str, Any], decision: Decision, base_dir: Path
         "ci": ci,
         "report": report,
         "metrics_all": metrics,
+        "headlines": headline_rows(metrics),
     }
     sections = []
     for name in names:
@@ -147,7 +195,7 @@ def render_scorecard(results: dict[str, Any], decision: Decision, base_dir: Path
         if (TEMPLATE_DIR / tpl).exists():
             html = _render_section(env, tpl, name, {**context, "section": report.get(name, {}), "metrics": metrics.get(name, {})})
             sections.append({"name": name, "html": html})
-    return env.get_template("scorecard.html.j2").render(**context, sections=sections)
+    return _scrollable_tables(env.get_template("scorecard.html.j2").render(**context, sections=sections))
 
 
 def _render_section(env: Any, template: str, name: str, context: dict[str, Any]) -> Any:
