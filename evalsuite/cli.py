@@ -368,6 +368,25 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from evalsuite.init_files import write_starter_files
+
+    for path in write_starter_files(args.folder, force=args.force):
+        print(f"wrote {path}")
+    print("next: edit them, then `evalsuite run --config evalsuite-run.yaml` (or --dry-run first)")
+    return 0
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    """Print a static completion script for the shell (shtab reads the argparse parser)."""
+    try:
+        import shtab
+    except ImportError:
+        raise UsageError("shell completion needs the shtab package (pip install shtab)") from None
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from evalsuite.demo import run_demo
 
@@ -388,6 +407,15 @@ def _add_misc(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of results.json (or, with --gates, of gates.json)")
     p.add_argument("--gates", action="store_true", help="the schema of gates.json instead")
     p.set_defaults(func=_cmd_schema)
+    p = sub.add_parser("init", help="write a starter policy, suite file and run config (with comments) to edit")
+    p.add_argument("folder", nargs="?", default=".", help="where to write them (default: the current folder)")
+    p.add_argument("--force", action="store_true", help="overwrite existing starter files")
+    p.set_defaults(func=_cmd_init)
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh or tcsh)", description=(
+        "Print a completion script: `evalsuite completion bash > ~/.local/share/bash-completion/completions/evalsuite`, "
+        "or for zsh `evalsuite completion zsh > \"${fpath[1]}/_evalsuite\"`."))
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    p.set_defaults(func=_cmd_completion)
     p = sub.add_parser("demo", help="train a small CNN on builtin:digits, export ONNX, run the standard suite")
     p.add_argument("--out", default="reports/demo", help="output folder (default: reports/demo)")
     p.add_argument("--suite", default="standard", help="suite preset or YAML (default: standard)")

@@ -81,3 +81,34 @@ def test_help_imports_neither_numpy_nor_torch():
             "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_init_writes_starter_files_that_load_as_they_are(tmp_path, capsys):
+    from evalsuite.config import RunConfig, load_suite_spec
+    from evalsuite.gates import load_policy
+    from evalsuite.suites import SUITES
+
+    code, out, err = run_cli(["init", tmp_path], capsys)
+    assert code == 0, err
+    policy, suite, run = (tmp_path / n for n in ("evalsuite-policy.yaml", "evalsuite-suite.yaml", "evalsuite-run.yaml"))
+    assert all(p.read_text().startswith("# evalsuite") for p in (policy, suite, run))
+    gates, _ = load_policy(policy)
+    assert [g.metric for g in gates][:2] == ["clean.accuracy", "clean.macro_f1"]
+    spec = load_suite_spec(str(suite), SUITES.names())
+    assert set(spec) == {"clean", "corruption", "device", "adversarial", "calibration", "slices"}
+    for name, opts in spec.items():
+        SUITES.get(name)(opts)  # every option is one the suite knows, with a valid value
+    config = RunConfig.from_yaml(run)
+    assert (config.out_dir, config.batch_size, config.fail_on) == ("reports/run", 64, "fail")
+    code, _, err = run_cli(["init", tmp_path], capsys)
+    assert code == 2 and "--force" in err
+    assert run_cli(["init", tmp_path, "--force"], capsys)[0] == 0
+
+
+def test_completion_script_knows_the_commands_and_flags(capsys):
+    pytest.importorskip("shtab")
+    code, out, _ = run_cli(["completion", "bash"], capsys)
+    assert code == 0
+    assert "--fail-on" in out and "--list-metrics" in out and "calibrate" in out
+    script = subprocess.run(["bash", "-n"], input=out, capture_output=True, text=True)
+    assert script.returncode == 0, script.stderr  # the script parses as bash
