@@ -114,3 +114,27 @@ def test_model_format_order_and_messages_match_the_old_if_chains(tmp_path):
             with pytest.raises(exc) as e:
                 fn(spec, device="cpu", **kw)
             assert str(e.value) == message
+
+
+def test_register_suite_decorator_registers_a_checked_suite_class(monkeypatch):
+    from evalsuite.suites import SUITES, register_suite
+    from evalsuite.suites.base import Suite
+
+    monkeypatch.setattr(SUITES, "_entries", dict(SUITES._entries))  # leave the real registry as it was
+    monkeypatch.setattr(SUITES, "_descriptions", dict(SUITES._descriptions))
+    monkeypatch.setattr(SUITES, "_origins", dict(SUITES._origins))
+
+    @register_suite("decorated_toy")
+    class DecoratedToy(Suite):
+        """A toy suite registered with the decorator."""
+
+        name = "decorated_toy"
+
+    assert SUITES.get("decorated_toy") is DecoratedToy
+    assert SUITES.description("decorated_toy") == "A toy suite registered with the decorator."
+    with pytest.raises(ValueError, match="not the entry point's name"):
+        register_suite("other_name")(DecoratedToy)
+    with pytest.raises(TypeError, match="not a Suite subclass"):
+        register_suite("not_a_suite")(int)
+    with pytest.raises(ValueError, match="already registered"):
+        register_suite("decorated_toy")(DecoratedToy)

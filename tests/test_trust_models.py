@@ -408,3 +408,22 @@ def test_check_output_kind_unit():
     check_output_kind(p, "logits", "m")
     with pytest.raises(ModelError, match="look like probabilities"):
         check_output_kind(p, None, "m")
+
+
+def test_declared_probabilities_keep_white_box_attacks(softmax_onnx):
+    """The ONNX gradient bridge of a declared-probability model is checked probabilities against
+    probabilities and then logged like predict(): the attacks stay white-box."""
+    import torch
+
+    from evalsuite.models import load_model
+
+    model = load_model(str(softmax_onnx), device="cpu", overrides={"outputs": "probabilities"})
+    x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    module, check = model.checked_torch_module(x, tolerance=1e-4)
+    assert check["used"] and any("declared probabilities" in n for n in check["notes"])
+    with torch.no_grad():
+        out = module(x).numpy()
+    assert np.allclose(out, model.predict(x), atol=1e-4)  # log-probabilities, like predict
+    x.requires_grad_(True)
+    module(x)[:, 3].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

@@ -129,9 +129,18 @@ class ProbabilityOutputs(Model):
         return _log_module(self.inner.torch_module())
 
     def checked_torch_module(self, inputs: Any = None, *, tolerance: float, device: str | None = None) -> tuple[Any, Any]:
-        """The wrapped model's kind of module (own module or ONNX bridge), checked against this
-        wrapper's ``predict`` (log-probabilities)."""
-        return type(self.inner).checked_torch_module(self, inputs, tolerance=tolerance, device=device)
+        """The wrapped model's module (its own, or the ONNX bridge) checked against the wrapped
+        model's own outputs (probabilities against probabilities), then followed by the same
+        clamped log as :meth:`predict`, so gradients and scores agree.
+
+        Checking the bridge's raw probabilities against this wrapper's log-probabilities (as
+        before) refused every bridge and sent declared-probability models to black-box attacks.
+        """
+        module, check = self.inner.checked_torch_module(inputs, tolerance=tolerance, device=device)
+        if check is not None:
+            check = {**check, "notes": [*check.get("notes", []),
+                                        "outputs declared probabilities: attacked through log(max(p, 1e-45))"]}
+        return _log_module(module), check
 
 
 def apply_declared_kind(model: Model) -> Model:

@@ -8,6 +8,7 @@ suite file names them, and must be :class:`~evalsuite.suites.base.Suite` subclas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from evalsuite.registry import Registry
@@ -31,6 +32,24 @@ SUITES.register("corruption", "evalsuite.suites.corruption:CorruptionSuite", "Im
 SUITES.register("calibration", "evalsuite.suites.calibration:CalibrationSuite", "ECE family on every condition, temperature scaling on a held-out split, ECE under shift")
 SUITES.register("slices", "evalsuite.suites.slices:SliceSuite", "per-slice bias audit: group metrics, disparities with CIs, on every condition")
 SUITES.register("device", "evalsuite.suites.device:DeviceSuite", "simulated device profiles, per-operation severity ladder, real per-device shift")
+
+
+def register_suite(name: str, description: str = "") -> Callable[[type], type]:
+    """Register the decorated :class:`~evalsuite.suites.base.Suite` subclass as suite ``name``.
+
+    For suites defined in code that is imported anyway (a notebook, a test, a package's
+    ``__init__``). The built-in suites above are declared by import path instead, so that
+    ``evalsuite --help`` and ``ls suites`` never import torch; packages should prefer the entry
+    point, which stays lazy the same way. ``description`` defaults to the docstring's first line.
+    """
+
+    def decorate(cls: type) -> type:
+        _check_plugin(name, cls)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        SUITES.register(name, cls, description or (doc[0] if doc else ""), origin=cls.__module__)
+        return cls
+
+    return decorate
 
 
 def list_entries() -> list[tuple[str, str]]:
