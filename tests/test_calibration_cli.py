@@ -312,3 +312,14 @@ def test_suite_calibration_data_predicts_and_fits_on_other_data(overconfident, t
     after = out.metrics["clean"]["ece_after_temperature"]
     assert after["n"] == len(y)  # every evaluation sample is held out
     assert after["value"] < out.metrics["clean"]["ece_before_temperature"]["value"]
+
+
+def test_calibrate_takes_the_run_model_flags_and_refuses_probability_outputs(overconfident, tmp_path, capsys, _main):
+    """`calibrate` reads the same model flags as `run` (one parser, --outputs included), and a
+    model declared to output probabilities is refused: dividing probabilities by T is not
+    temperature scaling."""
+    onnx_path, _ = overconfident
+    out = tmp_path / "calibrated.onnx"
+    code = _main(["calibrate", str(onnx_path), "--data", "builtin:digits", "-o", str(out), "--outputs", "probabilities"])
+    err = capsys.readouterr().err
+    assert code == 2 and "outputs probabilities" in err and not out.exists()

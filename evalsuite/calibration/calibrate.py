@@ -294,8 +294,14 @@ def _predict_data(
     """Load the model (flags applied) and predict every sample of ``data`` with labels in its class order."""
     from evalsuite.data import open_dataset, resolve_labels
     from evalsuite.models import load_model
+    from evalsuite.models.outputs import declared_kind
 
     m = load_model(model, device=settings.device, checkpoint=checkpoint, overrides=overrides or None)
+    if declared_kind(m) == "probabilities":
+        # T divides logits (a Div node before the output); dividing probabilities by T is not
+        # temperature scaling, so such a model is refused rather than silently mis-calibrated.
+        raise UsageError(f"{model}: evalsuite calibrate bakes T into models that output logits; this one outputs "
+                         "probabilities (export it without its final softmax, then calibrate)")
     dataset = open_dataset(data)
     labels = resolve_labels(dataset, list(m.info.class_names))
     logits = _predict(m, dataset, labels, settings.batch_size, settings.workers, "predict")

@@ -63,14 +63,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_calibrate)
 
 
-def _model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Handler of ``evalsuite calibrate``; returns the exit code."""
     from evalsuite.calibration.calibrate import VerificationError, calibrate_model
+    from evalsuite.cli_args import model_overrides
 
     try:
         outcome = calibrate_model(
@@ -85,7 +81,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             workers=args.workers,
             device=args.device,
             checkpoint=args.checkpoint,
-            overrides=_model_overrides(args),
+            overrides=model_overrides(args),
             force=args.force,
         )
     except VerificationError as exc:
