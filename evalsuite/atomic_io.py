@@ -51,6 +51,38 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             os.unlink(tmp)
 
 
+class Candidate:
+    """A file written beside its destination that replaces it only when :meth:`commit` is called
+    (see :func:`atomic_candidate`)."""
+
+    def __init__(self, tmp: Path, dest: Path) -> None:
+        self.path, self.dest, self.committed = tmp, dest, False
+
+    def commit(self) -> None:
+        """Sync the candidate and rename it over the destination."""
+        _fsync(self.path)
+        os.chmod(self.path, default_file_mode())
+        os.replace(self.path, self.dest)
+        self.committed = True
+
+
+@contextmanager
+def atomic_candidate(path: str | Path, suffix: str = ".tmp") -> Iterator[Candidate]:
+    """Like :func:`atomic_path`, for outputs that must be checked before they may replace
+    ``path`` (a calibrated model is loaded and verified first): the candidate moves into place
+    only when the caller commits it, and is removed on every other exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=suffix)
+    os.close(fd)
+    candidate = Candidate(Path(tmp), path)
+    try:
+        yield candidate
+    finally:
+        if not candidate.committed and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     with atomic_path(path) as tmp:

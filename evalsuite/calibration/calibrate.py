@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,12 +402,13 @@ def _bake_and_verify(
     """Write the calibrated model to a temporary file beside ``out``, load and check it (checks go
     into ``outcome``), and move it into place only when every check passed; the temporary file
     never survives, so a failed or interrupted run leaves nothing behind."""
+    from evalsuite.atomic_io import atomic_candidate
     from evalsuite.calibration.onnx_bake import bake_onnx, bake_torchscript
     from evalsuite.models import load_model
 
     source, stored, info = Path(outcome.model).expanduser(), outcome.temperature, pred.info
-    tmp = out.with_name(f".{out.stem}.calibrating-{os.getpid()}{out.suffix}")
-    try:
+    with atomic_candidate(out, suffix=out.suffix) as candidate:  # the loader picks the format by suffix
+        tmp = candidate.path
         if outcome.format == "onnx":
             bake_onnx(source, tmp, stored, meta, output=info.extra.get("output_name"))
         else:
@@ -418,11 +418,8 @@ def _bake_and_verify(
         new_logits = _predict(cal_model, pred.dataset, pred.labels, settings.batch_size, settings.workers, "verify")
         outcome.checks.extend(verify(pred.logits, new_logits, stored, pred.labels, heldout, settings.n_bins, rtol))
         if outcome.passed:
-            os.replace(tmp, out)
+            candidate.commit()
             outcome.written = True
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _raise_if_failed(outcome: CalibrateOutcome, out: Path) -> None:
