@@ -111,16 +111,11 @@ class CalibrateOutcome:
 
 
 def _model_kind(spec: str) -> str:
-    from evalsuite.models import TORCHSCRIPT_SUFFIXES
+    """The model format's registered name (``onnx``, ``torchscript``, ``torch.export``, ``timm``,
+    a plug-in's), from the one format registry ``load_model`` uses."""
+    from evalsuite.models.formats import find_format
 
-    if spec.startswith("timm:"):
-        return "timm"
-    suffix = Path(spec).suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in TORCHSCRIPT_SUFFIXES:
-        return "torchscript"
-    return suffix or "unknown"
+    return find_format(spec).name
 
 
 def _check_output(model: str, output: str, kind: str, force: bool) -> Path:
