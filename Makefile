@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.evalsuite-installed
-PYTEST_ARGS ?=
+# Two workers (pytest-xdist) on CI's two cores: the fast suite stays well under 15 minutes.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: setup demo test test-slow test-all bench lint clean
 

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome"))
-                 if p), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium; CI installs it)")
+from tests import chromium
+
+needs_chromium = pytest.mark.skipif(chromium.find_chromium() is None,
+                                    reason="needs Chromium (Debian package chromium; CI installs it)")
 needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None,
                                      reason="needs pdftotext (Debian package poppler-utils; CI installs it)")
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-          "--no-pdf-header-footer"]
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +76,6 @@ def _parse(html: str) -> _Cells:
     return p
 
 
-def _chromium(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *_FLAGS, *args], capture_output=True, text=True, timeout=timeout)
-
-
 def test_landmarks_and_scrolling_tables(scorecard):
     html = scorecard.read_text()
     p = _parse(html)
@@ -95,9 +90,7 @@ def test_landmarks_and_scrolling_tables(scorecard):
 @needs_chromium
 @needs_pdftotext
 def test_print_to_pdf_keeps_every_table_cell_and_starts_with_the_sign_off_page(scorecard, tmp_path):
-    pdf = tmp_path / "scorecard.pdf"
-    proc = _chromium([f"--print-to-pdf={pdf}", scorecard.as_uri()])
-    assert pdf.is_file(), proc.stderr[-2000:]
+    pdf = chromium.print_to_pdf(scorecard, tmp_path / "scorecard.pdf")
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     flat = re.sub(r"\s+", "", text)
     cells = _parse(scorecard.read_text()).cells
@@ -138,9 +131,8 @@ def _measure(scorecard: Path, tmp_path: Path, width: int) -> dict:
     html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)  # the test copy may run a script
     page = tmp_path / f"measure-{width}.html"
     page.write_text(html.replace("</body>", _MEASURE + "</body>"))
-    proc = _chromium([f"--window-size={width},900", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()])
-    found = re.search(r'<pre id="measure">(.*?)</pre>', proc.stdout)
-    assert found, proc.stderr[-2000:]
+    found = re.search(r'<pre id="measure">(.*?)</pre>', chromium.dump_dom(page, window=(width, 900), budget_ms=3000))
+    assert found, "the measuring script did not run"
     return json.loads(found.group(1).replace("&quot;", '"'))
 
 
@@ -155,3 +147,31 @@ def test_gates_table_fits_the_content_column_at_1280(scorecard, tmp_path):
     m = _measure(scorecard, tmp_path, 1280)
     assert m["gatesWidth"] <= m["column"] + 1, m
     assert m["scrollWidth"] <= m["viewport"] + 1, m
+
+
+AXE = Path(__file__).resolve().parents[1] / ".ci" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+_AXE_RUN = """<script>
+window.addEventListener('load', () => {
+  axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => {
+    const pre = document.createElement('pre'); pre.id = 'axe';
+    pre.textContent = JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact,
+      nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})));
+    document.body.appendChild(pre);
+  });
+});
+</script>"""
+
+
+@needs_chromium
+@pytest.mark.skipif(not AXE.is_file(), reason=f"needs axe-core at {AXE} (.ci/run installs it with npm)")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_axe_core_finds_no_wcag_a_or_aa_violation(scorecard, tmp_path, width):
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", scorecard.read_text())
+    page = tmp_path / f"axe-{width}.html"
+    page.write_text(html.replace("</body>", f"<script>{AXE.read_text()}</script>{_AXE_RUN}</body>"))
+    found = re.search(r'<pre id="axe">(.*?)</pre>', chromium.dump_dom(page, window=(width, 4000), budget_ms=20000), re.S)
+    assert found, "axe-core did not report"
+    import html as html_lib
+
+    violations = json.loads(html_lib.unescape(found.group(1)))
+    assert violations == [], violations
