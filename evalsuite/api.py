@@ -13,7 +13,8 @@ import logging
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,33 +240,45 @@ def run(config: RunConfig) -> RunOutcome:
     staging folder under an exclusive lock on ``--out`` and moved into place whole at the end
     (:class:`evalsuite.run_folder.RunFolder`), so ``--out`` never holds a mix of two runs.
     """
-    from evalsuite.report import write_reports
-    from evalsuite.run_folder import RunFolder
-
     started = _now()
     t_start = time.perf_counter()
     plan = plan_run(config)
+    return _write_run(plan, lambda staging: _evaluate(plan, staging, started, t_start))
+
+
+def _write_run(plan: RunPlan, produce: Callable[[Path], dict[str, Any]]) -> RunOutcome:
+    """Write a run folder whole: ``produce(staging)`` stores the predictions there and returns
+    the results; config.json, results.json, gates.json and the reports follow, and the staging
+    folder is swapped into ``--out`` only when all are written (:class:`RunFolder`)."""
+    from evalsuite.report import write_reports
+    from evalsuite.run_folder import RunFolder
+
+    config = plan.config
     out_dir = Path(config.out_dir)
     with RunFolder(out_dir, resume=config.resume) as folder:
         staging = folder.staging
         plan.context.out_dir = staging
         try:
             atomic_write_text(staging / "config.json", json.dumps(plan.resolved, indent=2, default=str) + "\n")
-            results = _evaluate(plan, staging, started, t_start)
+            results = produce(staging)
             outcomes = evaluate(results, plan.gates, plan.baseline)
             decision = Decision(outcomes, plan.policy_record, plan.baseline_record, config.fail_on, _now())
             write_results(results, staging / "results.json")
             write_reports(results, decision, staging)
         except (OSError, MemoryError) as exc:
-            from evalsuite.errors import RunEnvironmentError
-            from evalsuite.run_folder import describe_os_error
-
-            what = "not enough memory" if isinstance(exc, MemoryError) else describe_os_error(exc, "write the run's outputs")
-            raise RunEnvironmentError(
-                f"{what}; --resume continues from the predictions already computed once the cause is fixed"
-            ) from None
+            raise _environment_error(exc) from None
         folder.commit()
     return RunOutcome(decision.exit_code, out_dir, results, outcomes)
+
+
+def _environment_error(exc: OSError | MemoryError) -> Exception:
+    """The one-line RunEnvironmentError (exit 2, predictions kept for --resume) for a full disk,
+    an unwritable folder or too little memory during a run."""
+    from evalsuite.errors import RunEnvironmentError
+    from evalsuite.run_folder import describe_os_error
+
+    what = "not enough memory" if isinstance(exc, MemoryError) else describe_os_error(exc, "write the run's outputs")
+    return RunEnvironmentError(f"{what}; --resume continues from the predictions already computed once the cause is fixed")
 
 
 def estimate_run(plan: RunPlan) -> tuple[list[Any], Any]:
@@ -295,31 +308,50 @@ def dry_run(config: RunConfig) -> str:
     return format_plan(plans, rates, len(plan.source.valid), plan.device)
 
 
+def _scanned_identity(plan: RunPlan) -> dict[str, Any]:
+    """Decode the data once (finding unreadable images), then the identity every prediction file
+    of the run carries: model hash, data fingerprint, seed, preprocessing, readable samples."""
+    source = plan.source
+    source.scan()
+    if len(source.valid) == 0:
+        raise UsageError("no image of the dataset could be read")
+    return {
+        "model_sha256": plan.model.info.sha256,
+        "data_fingerprint": plan.dataset.fingerprint,
+        "seed": plan.config.seed,
+        "preprocessing": plan.model.info.to_dict(),
+        "valid": int(len(source.valid)),
+    }
+
+
 def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dict[str, Any]:
     """Predictions for every condition (stored in ``staging``), then every suite's summary."""
-    from evalsuite.predictions import PredictionSet, PredictionStore
+    from evalsuite.predictions import PredictionStore
     from evalsuite.run_estimate import RunProgress, format_plan
     from evalsuite.run_estimate import log as plan_log
     from evalsuite.runner import run_conditions
 
-    config, model, dataset, source = plan.config, plan.model, plan.dataset, plan.source
-    source.scan()
-    if len(source.valid) == 0:
-        raise UsageError("no image of the dataset could be read")
-    run_identity = {
-        "model_sha256": model.info.sha256,
-        "data_fingerprint": dataset.fingerprint,
-        "seed": config.seed,
-        "preprocessing": model.info.to_dict(),
-        "valid": int(len(source.valid)),
-    }
-    store = PredictionStore(staging / "predictions", run_identity)
+    config, source = plan.config, plan.source
+    store = PredictionStore(staging / "predictions", _scanned_identity(plan))
     plans, rates = estimate_run(plan)
     plan_log.info("%s", format_plan(plans, rates, len(source.valid), plan.device))
     with RunProgress(plans, rates) as reporter:
-        runs = run_conditions(plan.conditions, source=source, model=model, labels=plan.labels, ids=dataset.ids,
-                              seed=config.seed, device=plan.device, batch_size=config.batch_size, store=store,
-                              resume=config.resume, run_context=plan.context, reporter=reporter)
+        runs = run_conditions(plan.conditions, source=source, model=plan.model, labels=plan.labels,
+                              ids=plan.dataset.ids, seed=config.seed, device=plan.device,
+                              batch_size=config.batch_size, store=store, resume=config.resume,
+                              run_context=plan.context, reporter=reporter)
+    return _summarise(plan, runs, started, round(time.perf_counter() - t_start, 3))
+
+
+def _summarise(plan: RunPlan, runs: dict[str, Any], started: str, seconds: float,
+               extra_provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results document from every condition's predictions (``runs``: key -> ConditionRun):
+    each suite's summary, the sanity block and provenance. ``seconds`` is the run's wall time
+    (summaries included, added here); ``extra_provenance`` adds keys (a sharded run's record)."""
+    from evalsuite.predictions import PredictionSet
+
+    t0_summary = time.perf_counter()
+    model, dataset, source = plan.model, plan.dataset, plan.source
     preds = PredictionSet({k: r.predictions for k, r in runs.items()})
     suite_seconds: dict[str, float] = {}
     for cond in plan.conditions:
@@ -343,12 +375,13 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
         "device": _device_description(plan.device) + _model_device_note(plan.device, model),
         "host": {"hostname": platform.node() or "localhost", "platform": platform.platform(),
                  "python": platform.python_version(), "cpus": os.cpu_count()},
-        "seed": config.seed,
+        "seed": plan.config.seed,
         "started_at": started,
         "finished_at": _now(),
-        "seconds": round(time.perf_counter() - t_start, 3),
+        "seconds": round(seconds + time.perf_counter() - t0_summary, 3),
         "suite_seconds": {k: round(v, 3) for k, v in suite_seconds.items()},
         "resumed_conditions": [k for k, r in runs.items() if r.resumed],
+        **(extra_provenance or {}),
     }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -445,3 +478,154 @@ def _read_baseline(path: str | None) -> tuple[dict[str, Any] | None, BaselineRec
 
     data, raw, where = read_results_document(path)
     return data, BaselineRecord.of(where, raw, data)
+
+
+# ------------------------------------------------------------------------------ sharded runs
+@dataclass
+class ShardOutcome:
+    """What one shard of a sharded run wrote (:func:`run_shard`)."""
+
+    shard: Any  # evalsuite.shards.ShardSpec
+    units_dir: Path
+    units: int
+    finished: list[int]
+
+    @property
+    def complete(self) -> bool:
+        """Every shard of the run has finished: ``evalsuite merge`` can run."""
+        return len(self.finished) == self.shard.count
+
+
+# RunConfig fields a shard does not pass on to the merge (where it writes, whether it resumed).
+_NOT_MERGED = ("out_dir", "resume", "progress")
+
+
+def run_shard(config: RunConfig, shard: Any) -> ShardOutcome:
+    """Evaluate only shard ``shard`` (a :class:`evalsuite.shards.ShardSpec`) of every condition.
+
+    Validation is :func:`plan_run`'s; the unit files go to the units folder beside ``--out``
+    (:class:`evalsuite.shards.UnitFolder`) under this shard's own lock, never into ``--out``,
+    which :func:`merge` writes once every shard has finished. With ``--resume`` the shard's
+    finished units are reused.
+    """
+    return _run_shard(config, shard)[0]
+
+
+def _run_shard(config: RunConfig, shard: Any) -> tuple[ShardOutcome, RunPlan]:
+    """:func:`run_shard`, also returning the plan (rank 0 under torchrun merges with it)."""
+    from evalsuite.predictions import PredictionStore
+    from evalsuite.runner import run_conditions
+    from evalsuite.shards import UnitFolder, unit_positions
+
+    started, t_start = _now(), time.time()
+    plan = plan_run(config)
+    units = UnitFolder(config.out_dir)
+    with units.hold(shard):
+        try:
+            identity = {**_scanned_identity(plan), "config_hash": plan.config_hash}
+            config_doc = {k: v for k, v in asdict(config).items() if k not in _NOT_MERGED}
+            units.claim({"shards": shard.count, "identity": identity, "batch_size": config.batch_size, "config": config_doc})
+            units.clear_record(shard)
+            store = PredictionStore(units.predictions, identity, part=shard.part)
+            log.info("shard %s: units into %s", shard, units.root)
+            runs = run_conditions(plan.conditions, source=plan.source, model=plan.model, labels=plan.labels,
+                                  ids=plan.dataset.ids, seed=config.seed, device=plan.device,
+                                  batch_size=config.batch_size, store=store, resume=config.resume,
+                                  run_context=plan.context,
+                                  select=lambda c, pos: unit_positions(c, pos, shard, config.batch_size))
+            units.write_record(shard, {
+                "shard": str(shard), "identity": identity, "host": platform.node() or "localhost",
+                "device": _device_description(plan.device), "started_at": started, "finished_at": _now(),
+                "started": t_start, "seconds": round(time.time() - t_start, 3),
+                "units": {k: {"n": len(r.predictions), "seconds": round(r.seconds, 3), "resumed": r.resumed}
+                          for k, r in runs.items()},
+            })
+        except (OSError, MemoryError) as exc:
+            raise _environment_error(exc) from None
+    return ShardOutcome(shard, units.root, len(runs), units.finished(shard.count)), plan
+
+
+def run_distributed(config: RunConfig, info: Any) -> RunOutcome | ShardOutcome:
+    """One rank of ``torchrun ... -m evalsuite run``: shard ``RANK`` of ``WORLD_SIZE``, then the
+    barrier; rank 0 merges and writes the run folder once (:func:`merge_plan`), the other ranks
+    return their shard. A rank that fails makes every rank stop with exit 2 (its own error, or
+    one line saying which ranks failed); rerunning with ``--resume`` completes the missing units.
+    """
+    from evalsuite import distributed
+    from evalsuite.errors import RunEnvironmentError
+    from evalsuite.shards import ShardSpec, UnitFolder
+
+    shard = ShardSpec(info.rank, info.world_size)
+    with distributed.process_group(info) as dist:
+        try:
+            outcome, plan = _run_shard(config, shard)
+        except BaseException:
+            distributed.failed_ranks(dist, True)
+            raise
+        failed = distributed.failed_ranks(dist, False)
+        if failed:
+            raise RunEnvironmentError(f"{failed} of {info.world_size} rank(s) failed; the finished units are kept: "
+                                      "rerun the same command with --resume to complete only the missing ones")
+        if info.rank != 0:
+            return outcome
+        units = UnitFolder(config.out_dir)
+        return merge_plan(plan, units, units.read_manifest())
+
+
+def merge(out: str | Path, *, fail_on: str | None = None) -> RunOutcome:
+    """Join the units of every shard of ``out`` and write the run folder once, as :func:`run` does.
+
+    The configuration is the one the shards recorded; it is validated again (:func:`plan_run`),
+    its identity (model sha256, data fingerprint, seed, preprocessing, config hash) must equal
+    the shards', and every unit must be present and carry that identity, all before ``out`` is
+    touched. The units folder is removed once ``out`` is in place.
+    """
+    from evalsuite.shards import UnitFolder
+
+    units = UnitFolder(out)
+    manifest = units.read_manifest()
+    overrides = {"out_dir": str(out), "resume": False, **({"fail_on": fail_on} if fail_on else {})}
+    try:
+        config = RunConfig(**{**manifest["config"], **overrides})
+    except TypeError as exc:
+        raise UsageError(f"{units.manifest_path} does not hold a run configuration ({exc})") from None
+    return merge_plan(plan_run(config), units, manifest)
+
+
+def merge_plan(plan: RunPlan, units: Any, manifest: dict[str, Any]) -> RunOutcome:
+    """:func:`merge` for a run already planned in this process (rank 0 under torchrun reuses the
+    plan of its own shard, so its suites' state is the one a single process would have)."""
+    from evalsuite.models.outputs import check_output_kind, declared_kind
+    from evalsuite.predictions import PredictionStore
+    from evalsuite.shards import json_roundtrip
+
+    out = plan.config.out_dir
+    identity = _scanned_identity(plan)
+    if json_roundtrip({**identity, "config_hash": plan.config_hash}) != manifest["identity"]:
+        raise UsageError(f"the model, data or configuration of {out} changed since its shards ran (the run identity "
+                         f"differs from {units.manifest_path}); merge from the shards' working directory or rerun them")
+    records = units.read_records(manifest)
+    seconds: dict[str, float] = {}
+    for rec in records:
+        for key, unit in rec.get("units", {}).items():
+            seconds[key] = seconds.get(key, 0.0) + float(unit.get("seconds", 0.0))
+    runs = units.assemble(plan.conditions, plan.source, manifest, labels=plan.labels, ids=plan.dataset.ids,
+                          n_classes=plan.model.info.num_classes, seconds=seconds)
+    for key, r in runs.items():  # resumed: every unit of it was reused
+        r.resumed = all(rec["units"][key]["resumed"] for rec in records if key in rec.get("units", {}))
+    check_output_kind(runs["clean"].predictions.logits, declared_kind(plan.model), plan.model.info.source)
+    first = min(records, key=lambda rec: float(rec.get("started", 0.0)))
+    shards_record = {"count": int(manifest["shards"]), "records": [
+        {k: rec.get(k) for k in ("shard", "host", "device", "started_at", "finished_at", "seconds")}
+        | {"units": len(rec.get("units", {}))} for rec in records]}
+
+    def produce(staging: Path) -> dict[str, Any]:
+        store = PredictionStore(staging / "predictions", identity)
+        for r in runs.values():
+            store.save(r.predictions)
+        return _summarise(plan, runs, str(first.get("started_at")), time.time() - float(first.get("started", time.time())),
+                          {"shards": shards_record})
+
+    outcome = _write_run(plan, produce)
+    units.remove()
+    return outcome

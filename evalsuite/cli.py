@@ -61,10 +61,29 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------- run
+def _torchrun_rank(args: argparse.Namespace) -> Any:
+    """This process's rank when torchrun started several (each then is shard RANK of WORLD_SIZE),
+    its GPU pinned before torch is imported; None for an ordinary run."""
+    from evalsuite.distributed import pin_local_gpu, torchrun_rank
+
+    rank = torchrun_rank()
+    if rank is not None:
+        if args.shard is not None:
+            raise UsageError("--shard is for separate processes (Slurm arrays, indexed jobs); under torchrun every "
+                             "rank already is shard RANK of WORLD_SIZE: drop --shard")
+        pin_local_gpu(rank)
+    return rank
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from evalsuite.api import run
+    rank = _torchrun_rank(args)
     from evalsuite.config import RunConfig
 
+    shard = None
+    if args.shard is not None:
+        from evalsuite.shards import ShardSpec
+
+        shard = ShardSpec.parse(args.shard)  # before anything is loaded: a bad spec costs nothing
     suite_overrides: dict[str, dict[str, Any]] = {}
     if args.corruption_backend:
         suite_overrides.setdefault("corruption", {})["backend"] = args.corruption_backend
@@ -116,7 +135,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         print(dry_run(config))
         return 0
-    outcome = run(config)
+    if shard is not None:
+        return _run_shard(config, shard)
+    from evalsuite.api import run, run_distributed
+
+    outcome = run(config) if rank is None else run_distributed(config, rank)
+    if rank is not None and rank.rank != 0:
+        return 0  # rank 0 reports the run
     if args.format == "json":
         from pathlib import Path
 
@@ -124,6 +149,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
     return outcome.exit_code
+
+
+def _run_shard(config: Any, shard: Any) -> int:
+    from evalsuite.api import run_shard
+
+    done = run_shard(config, shard)
+    waiting = [f"{i}/{shard.count}" for i in range(shard.count) if i not in done.finished]
+    print(f"shard {shard}: {done.units} unit(s) in {done.units_dir}; " + (
+        f"every shard has finished: run `evalsuite merge {config.out_dir}`" if done.complete
+        else f"waiting for shard(s) {', '.join(waiting)}, then `evalsuite merge {config.out_dir}`"))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.api import merge
+
+    outcome = merge(args.out, fail_on=args.fail_on)
+    if args.format == "json":
+        print((Path(outcome.out_dir) / "gates.json").read_text(encoding="utf-8"), end="")
+    else:
+        _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
+    return outcome.exit_code
+
+
+def _add_merge(sub: Any) -> None:
+    p = sub.add_parser("merge", help="join the shards of a `run --shard I/N` into one run folder and gate it",
+                       description=(
+        "Check that every shard of OUT has finished with the same model, data, seed and configuration, then "
+        "summarise, gate and write results.json, gates.json, junit.xml, summary.md and scorecard.html to OUT "
+        "once (exit 0, 1 or 2 as `run`). Run it from the shards' working directory."))
+    p.add_argument("out", metavar="OUT", help="the --out folder the shards were given")
+    add_decision_flags(p)
+    p.set_defaults(func=_cmd_merge)
 
 
 def _flag(dest: str) -> str:
@@ -183,6 +243,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N samples")
     p.add_argument("--sample", type=positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
     p.add_argument("--resume", action="store_true", help="reuse predictions of conditions already completed in --out")
+    p.add_argument("--shard", metavar="I/N",
+                   help="evaluate only shard I (from 0) of N of every condition, into a units folder beside --out; "
+                        "`evalsuite merge OUT` writes the results once all N have finished")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (counted in results) instead of failing")
     p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
                    help="refuse images with more than N pixels (width x height; default: 64000000)")
@@ -433,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
+    _add_merge(sub)
     _add_gate_report(sub)
     _add_misc(sub)
     for module in PLUGIN_COMMANDS:

@@ -92,9 +92,12 @@ class PredictionSet(Mapping[str, Predictions]):
         return self._items["clean"]
 
 
-def condition_filename(key: str) -> str:
+def condition_filename(key: str, part: str | None = None) -> str:
+    """The file name of a condition's predictions; ``part`` names a work unit of a sharded run
+    (``<key>@<part>.npz``; ``@`` never occurs in a whole condition's file name)."""
     safe = key.replace("/", "__")
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in safe) + ".npz"
+    stem = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in safe)
+    return stem + (f"@{part}" if part else "") + ".npz"
 
 
 def identity(run_identity: dict[str, Any], key: str, params: dict[str, Any], index: np.ndarray) -> str:
@@ -110,14 +113,19 @@ def identity(run_identity: dict[str, Any], key: str, params: dict[str, Any], ind
 
 
 class PredictionStore:
-    """Reads and writes the prediction files of one output folder."""
+    """Reads and writes the prediction files of one output folder.
 
-    def __init__(self, folder: Path, run_identity: dict[str, Any]) -> None:
+    With ``part`` (a sharded run's ``<i>-of-<N>``, :mod:`evalsuite.shards`) every file is one work
+    unit of a condition, ``<key>@<part>.npz``, covering that unit's contiguous share of positions.
+    """
+
+    def __init__(self, folder: Path, run_identity: dict[str, Any], part: str | None = None) -> None:
         self.folder = Path(folder)
         self.run_identity = run_identity
+        self.part = part
 
     def path(self, key: str) -> Path:
-        return self.folder / condition_filename(key)
+        return self.folder / condition_filename(key, self.part)
 
     def load(self, key: str, params: dict[str, Any], index: np.ndarray) -> Predictions | None:
         """Stored predictions if present and produced by an identical condition, else None.

@@ -126,38 +126,13 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------ internals
     def _acquire_lock(self) -> None:
-        import fcntl
-
-        while True:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise UsageError(
-                    f"--out {self.out} is in use by another evalsuite run ({holder}); wait for it or choose another folder"
-                ) from None
-            # The holder before us may have removed the file after we opened it: lock the live one.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}".encode())
-        self._lock_fd = fd
+        self._lock_fd = acquire_lock(
+            self.lock_path,
+            f"--out {self.out} is in use by another evalsuite run ({{holder}}); wait for it or choose another folder",
+        )
 
     def _release_lock(self) -> None:
-        if self._lock_fd is None:
-            return
-        try:
-            os.unlink(self.lock_path)
-        except OSError:
-            pass
-        os.close(self._lock_fd)
+        release_lock(self._lock_fd, self.lock_path)
         self._lock_fd = None
 
     def _recover_interrupted_swap(self) -> None:
@@ -183,6 +158,47 @@ class RunFolder:
         if self.resume and finished.is_dir():
             self.resumed_from = "out"
             _link_tree(finished, self.staging / "predictions")
+
+
+def acquire_lock(path: Path, busy: str) -> int:
+    """Take an exclusive ``flock`` on ``path`` (created if absent) and record the holder in it.
+
+    The kernel drops the lock when the process dies, so a killed run never leaves a folder
+    locked. ``busy`` is the one-line error when another process holds it (``{holder}`` is
+    replaced by what that process recorded). Returns the descriptor for :func:`release_lock`.
+    """
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise UsageError(busy.replace("{holder}", holder)) from None
+        # The holder before us may have removed the file after we opened it: lock the live one.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}".encode())
+    return fd
+
+
+def release_lock(fd: int | None, path: Path) -> None:
+    """Remove the lock file and drop the lock taken by :func:`acquire_lock` (None: nothing held)."""
+    if fd is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
 
 
 def _read_holder(fd: int) -> str:

@@ -153,11 +153,14 @@ def run_condition(
     device: str,
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    positions: np.ndarray | None = None,
 ) -> Predictions:
-    """Predictions of ``model`` on ``condition`` over the condition's sample positions."""
+    """Predictions of ``model`` on ``condition`` over the condition's sample positions (or over
+    ``positions``, a work unit's contiguous share of them; see :mod:`evalsuite.shards`)."""
     import torch
 
-    positions = condition_positions(condition, source)
+    if positions is None:
+        positions = condition_positions(condition, source)
     labels_t_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
     def produce(idx: np.ndarray, images: np.ndarray) -> _Produced:
@@ -279,11 +282,15 @@ def run_conditions(
     resume: bool,
     run_context: Any,
     reporter: Any = None,
+    select: Callable[[Condition, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, ConditionRun]:
     """Run (or, with ``resume``, reload) every condition, saving each as it completes.
 
-    The clean condition's outputs are checked (:func:`evalsuite.models.outputs.check_output_kind`)
-    before any other condition runs: undeclared probabilities scored as logits are refused.
+    ``select(condition, positions)`` narrows each condition to a work unit (a shard's contiguous
+    share of its positions, :mod:`evalsuite.shards`); a condition whose unit is empty is skipped
+    and absent from the result. The clean condition's outputs are checked
+    (:func:`evalsuite.models.outputs.check_output_kind`) before any other condition runs:
+    undeclared probabilities scored as logits are refused.
     """
     from evalsuite.models.outputs import check_output_kind, declared_kind
 
@@ -291,6 +298,10 @@ def run_conditions(
     bar = progress(conditions, total=len(conditions), desc="conditions", unit="cond")
     for condition in bar:
         positions = condition_positions(condition, source)
+        if select is not None:
+            positions = select(condition, positions)
+            if len(positions) == 0:
+                continue
         if hasattr(bar, "set_description"):
             bar.set_description(f"{condition.suite}: {condition.key}")
         if resume:
@@ -315,6 +326,7 @@ def run_conditions(
             seed=seed,
             device=device,
             batch_size=batch_size,
+            positions=positions,
         )
         if condition.key == "clean":
             check_output_kind(preds.logits, declared_kind(model), model.info.source)
