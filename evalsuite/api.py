@@ -124,7 +124,6 @@ class RunPlan:
 
     config: RunConfig
     gates: list[Gate]
-    policy_origin: str
     baseline: dict[str, Any] | None
     policy_record: Any
     baseline_record: Any
@@ -159,7 +158,6 @@ def plan_run(config: RunConfig) -> RunPlan:
 
     RunFolder(config.out_dir, resume=config.resume).check()
     policy_gates, policy_record = load_policy_record(config.policy)
-    policy_origin = policy_record.source
     baseline, baseline_record = _read_baseline(config.baseline)
     suites, suite_options = build_suites(config)
     device = resolve_device(config.device)
@@ -176,7 +174,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         "data": config.data,
         "suite": config.suite,
         "suites": suite_options,
-        "policy": policy_origin,
+        "policy": policy_record.source,
         "baseline": config.baseline,
         "seed": config.seed,
         "device": device,
@@ -209,7 +207,7 @@ def plan_run(config: RunConfig) -> RunPlan:
         check_baseline_matches(baseline, fingerprint=dataset.fingerprint,
                                conditions={c.key: dict(c.params) for c in conditions},
                                allow_mismatch=config.allow_baseline_mismatch, origin=str(config.baseline))
-    return RunPlan(config, policy_gates, policy_origin, baseline, policy_record, baseline_record, suites, device, model, dataset, labels, resolved,
+    return RunPlan(config, policy_gates, baseline, policy_record, baseline_record, suites, device, model, dataset, labels, resolved,
                    config_hash({k: v for k, v in resolved.items() if k not in UNHASHED}), source, ctx, conditions, specs)
 
 
@@ -287,10 +285,7 @@ def estimate_run(plan: RunPlan) -> tuple[list[Any], Any]:
     from evalsuite.run_estimate import build_plan, probe_rates
     from evalsuite.runner import condition_positions
 
-    source = plan.source
-    source.scan()
-    if len(source.valid) == 0:
-        raise UsageError("no image of the dataset could be read")
+    source = _scanned_source(plan)
     samples = {c.key: int(len(condition_positions(c, source))) for c in plan.conditions}
     plans = build_plan(plan.conditions, samples)
     probe = source.get(source.valid[: plan.config.batch_size * 3])
@@ -308,13 +303,18 @@ def dry_run(config: RunConfig) -> str:
     return format_plan(plans, rates, len(plan.source.valid), plan.device)
 
 
+def _scanned_source(plan: RunPlan) -> Any:
+    """The plan's image source after its one decoding pass (idempotent); no readable image is exit 2."""
+    plan.source.scan()
+    if len(plan.source.valid) == 0:
+        raise UsageError("no image of the dataset could be read")
+    return plan.source
+
+
 def _scanned_identity(plan: RunPlan) -> dict[str, Any]:
     """Decode the data once (finding unreadable images), then the identity every prediction file
     of the run carries: model hash, data fingerprint, seed, preprocessing, readable samples."""
-    source = plan.source
-    source.scan()
-    if len(source.valid) == 0:
-        raise UsageError("no image of the dataset could be read")
+    source = _scanned_source(plan)
     return {
         "model_sha256": plan.model.info.sha256,
         "data_fingerprint": plan.dataset.fingerprint,

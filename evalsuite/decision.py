@@ -9,7 +9,7 @@ the same baseline (path, sha256, its model hash and data fingerprint) and the sa
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Decision:
     #: sha256 of the results.json bytes the gates read ("" for a run's own decision, whose
     #: results.json is written in the same folder at the same time).
     results_sha256: str = ""
-    notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.fail_on not in FAIL_ON:

@@ -49,6 +49,18 @@ def digits_onnx(digits_model, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def quick_run(digits_onnx, tmp_path_factory):
+    """A finished ``--suite quick`` run on 60 builtin digits, shared read-only: tests that change
+    its files work on a copy."""
+    from evalsuite.cli import main
+
+    out = tmp_path_factory.mktemp("quick") / "run"
+    assert main(["run", str(digits_onnx), "--suite", "quick", "--data", "builtin:digits", "--limit", "60",
+                 "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)

@@ -19,7 +19,6 @@ import pytest
 
 from tests.trust_cli import run_cli
 
-QUICK = ["--suite", "quick", "--data", "builtin:digits", "--limit", "60"]
 SCHEMAS = Path(__file__).parent / "data" / "junit"
 STRICT_GATES = (
     "  - name: accuracy at least 99%\n    metric: clean.accuracy\n    min: 0.99\n"
@@ -27,15 +26,6 @@ STRICT_GATES = (
 )
 STRICT_POLICY = "gates:\n" + STRICT_GATES
 WARN_POLICY = "gates:\n  - name: near-perfect accuracy\n    metric: clean.accuracy\n    min: 0.999\n    severity: warn\n"
-
-
-@pytest.fixture(scope="module")
-def quick_run(digits_onnx, tmp_path_factory):
-    from evalsuite.cli import main
-
-    out = tmp_path_factory.mktemp("decision") / "run"
-    assert main(["run", str(digits_onnx), *QUICK, "--out", str(out)]) == 0
-    return out
 
 
 def _copy(run: Path, dest: Path) -> Path:

@@ -57,14 +57,14 @@ def test_plan_sums_costs_per_suite_in_run_order():
     assert [p.suite for p in plans] == ["clean", "corruption", "adversarial"]
     adv = plans[2]
     assert (adv.conditions, adv.samples, adv.forward_passes, adv.gradient_passes) == (1, 20, 20.0, 200.0)
-    rates = Rates(0.001, 0.004, 0.1)
+    rates = Rates(0.001, 0.004)
     assert adv.seconds(rates) == pytest.approx(20 * 0.001 + 200 * 0.004)
     assert format_seconds(42) == "42 s" and format_seconds(600) == "10.0 min" and format_seconds(7200) == "2.0 h"
 
 
 def test_remaining_time_follows_the_measured_rate():
     plans = [SuitePlan("corruption", 2, 200, 200.0, 0.0)]
-    progress = RunProgress(plans, Rates(0.001, None, 0.0))
+    progress = RunProgress(plans, Rates(0.001, None))
     assert progress.remaining_seconds() == pytest.approx(0.2)
     cond = _Cond("corruption/fog/1", "corruption")
     progress.started(cond, 100)
@@ -75,7 +75,7 @@ def test_remaining_time_follows_the_measured_rate():
 def test_heartbeat_logs_while_a_condition_runs(caplog):
     caplog.set_level(logging.INFO, logger="evalsuite.plan")
     plans = [SuitePlan("adversarial", 1, 10, 10.0, 100.0)]
-    with RunProgress(plans, Rates(0.001, 0.01, 0.0), interval=0.05) as progress:
+    with RunProgress(plans, Rates(0.001, 0.01), interval=0.05) as progress:
         progress.started(_Cond("attack/linf/8_255", "adversarial", grad=10), 10)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any("at condition" in r.message for r in caplog.records):

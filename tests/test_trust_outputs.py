@@ -17,17 +17,7 @@ from PIL import Image
 
 from tests.trust_cli import assert_input_error, run_cli, tree_digest
 
-QUICK = ["--suite", "quick", "--data", "builtin:digits", "--limit", "60"]
 HOSTILE = 'x <script>alert(1)</script> `code` | cell\nnext line [link](http://evil) **bold** \x01\x1b[31m'
-
-
-@pytest.fixture(scope="module")
-def quick_run(digits_onnx, tmp_path_factory):
-    from evalsuite.cli import main
-
-    out = tmp_path_factory.mktemp("outputs") / "run"
-    assert main(["run", str(digits_onnx), *QUICK, "--out", str(out)]) == 0
-    return out
 
 
 def _hostile_policy(tmp_path: Path) -> Path:
