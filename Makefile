@@ -2,7 +2,12 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.evalsuite-installed
+# GPU=1: onnxruntime-gpu (CUDA and TensorRT execution providers) instead of the CPU onnxruntime.
+# The two wheels install the same `onnxruntime` package and overwrite each other's files, so the
+# install step removes both and puts back exactly one (docs/gpu.md).
+GPU    ?= 0
+STAMP  := $(VENV)/.evalsuite-installed$(if $(filter 1,$(GPU)),-gpu,-cpu)
+ORT_GPU ?= onnxruntime-gpu[cuda,cudnn]>=1.20
 # Two workers (pytest-xdist) on CI's two cores: the fast suite stays well under 15 minutes.
 PYTEST_ARGS ?= -n 2
 
@@ -11,7 +16,14 @@ PYTEST_ARGS ?= -n 2
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if $(BIN)/python -m pip show -q onnxruntime-gpu >/dev/null 2>&1; then \
+	  $(BIN)/python -m pip uninstall --quiet -y onnxruntime-gpu onnxruntime; fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+ifeq ($(GPU),1)
+	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
+	$(BIN)/python -m pip install --quiet '$(ORT_GPU)'
+endif
+	@rm -f $(VENV)/.evalsuite-installed*
 	@touch $(STAMP)
 
 setup: $(STAMP)

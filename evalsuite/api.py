@@ -93,12 +93,24 @@ def _model_device_note(device: str, model: Any) -> str:
 def build_suites(config: RunConfig) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """Instantiate the configured suites (validating their options); clean always runs first."""
     from evalsuite.suites import SUITES
+    from evalsuite.suites.subset import apply_budget, takes_budget
 
     resolved = resolve_suites(config, SUITES.names())
     resolved.pop("clean", None)
+    if getattr(config, "reference", None):  # run --reference: the paired comparison runs (docs/compare.md)
+        resolved.setdefault("compare", {})
+    elif "compare" in resolved:
+        raise UsageError("suite 'compare' needs a reference model: add --reference MODEL (or use `evalsuite compare A B` "
+                         "on two finished runs)")
     suites = [SUITES.get("clean")(load_clean_options(config))]
+    budget = config.sample_budget()  # --perturbation-samples / --ci-half-width win over the suite file
     for name, opts in resolved.items():
-        suites.append(SUITES.get(name)(opts))
+        cls = SUITES.get(name)
+        suites.append(cls(apply_budget(opts, budget) if takes_budget(cls) else opts))
+    if budget and not any(takes_budget(type(s)) for s in suites):
+        flag = "--ci-half-width" if "ci_half_width" in budget else "--perturbation-samples"
+        raise UsageError(f"{flag} sets the sample subset of the corruption and device suites, and this run "
+                         f"(--suite {config.suite}) runs neither")
     order = {"perturbation": 0, "analysis": 1}
     suites = [suites[0]] + sorted(suites[1:], key=lambda s: order.get(getattr(s, "stage", "perturbation"), 0))
     for suite in suites:  # a suite may default options to another suite's (slices' n_bins to calibration's)
@@ -115,7 +127,7 @@ def load_clean_options(config: RunConfig) -> dict[str, Any]:
 
 
 # Settings that cannot change a number (a resume under another batch size or pixel limit is the same run).
-UNHASHED = frozenset({"batch_size", "max_image_pixels"})
+UNHASHED = frozenset({"batch_size", "max_image_pixels", "target_threads"})
 
 
 @dataclass
@@ -138,6 +150,8 @@ class RunPlan:
     context: Any
     conditions: list[Any]
     specs: list[MetricSpec]
+    reference: Any = None  # the reference model of run --reference
+    reference_twins: dict[str, Any] = field(default_factory=dict)  # key -> condition built for the reference
 
 
 def plan_run(config: RunConfig) -> RunPlan:
@@ -169,6 +183,11 @@ def plan_run(config: RunConfig) -> RunPlan:
                            max_image_pixels=config.max_image_pixels, follow_symlinks=config.follow_symlinks)
     dataset = select(dataset, limit=config.limit, sample=config.sample, seed=config.seed)
     labels = resolve_labels(dataset, list(model.info.class_names))
+    from evalsuite.quantize.record import check_calibration_overlap
+
+    # An INT8 model from `evalsuite quantize` is never measured on its own calibration samples.
+    check_calibration_overlap(model, dataset, allow=config.allow_calibration_overlap)
+    reference = load_reference(config, model) if config.reference else None
     resolved = {
         "model": config.model,
         "data": config.data,
@@ -186,12 +205,15 @@ def plan_run(config: RunConfig) -> RunPlan:
         "follow_symlinks": config.follow_symlinks,
         "checkpoint": config.checkpoint,
         "model_overrides": config.model_overrides,
+        **({"reference": config.reference} if config.reference else {}),
+        **({"target_threads": config.target_threads} if config.target_threads else {}),
     }
     source = ImageSource(dataset, model.info, batch_size=config.batch_size, workers=config.workers,
                          skip_bad=config.skip_bad_images, cache_limit_mb=config.cache_limit_mb)
     ctx = RunContext(model=model, dataset=dataset, labels=labels, out_dir=Path(config.out_dir), seed=config.seed,
                      device=device, batch_size=config.batch_size, baseline=baseline, progress=bool(config.progress),
-                     image_source=source.get)
+                     image_source=source.get, target_threads=config.target_threads,
+                     reference_model=reference)
     conditions = [CleanCondition()]
     owner: dict[str, str] = {"clean": "clean"}
     for suite in suites[1:]:
@@ -201,6 +223,7 @@ def plan_run(config: RunConfig) -> RunPlan:
             owner[cond.key] = suite.name
             conditions.append(cond)
     check_gate_paths(c.key for c in conditions)
+    twins = reference_twins(ctx, reference, suites, conditions) if reference is not None else {}
     specs = declared_metric_specs(ctx, suites, conditions)
     check_policy(policy_gates, specs, baseline)
     if baseline is not None:
@@ -208,7 +231,56 @@ def plan_run(config: RunConfig) -> RunPlan:
                                conditions={c.key: dict(c.params) for c in conditions},
                                allow_mismatch=config.allow_baseline_mismatch, origin=str(config.baseline))
     return RunPlan(config, policy_gates, baseline, policy_record, baseline_record, suites, device, model, dataset, labels, resolved,
-                   config_hash({k: v for k, v in resolved.items() if k not in UNHASHED}), source, ctx, conditions, specs)
+                   config_hash({k: v for k, v in resolved.items() if k not in UNHASHED}), source, ctx, conditions, specs,
+                   reference, twins)
+
+
+def load_reference(config: RunConfig, model: Any) -> Any:
+    """The reference model of ``run --reference`` (its own metadata; the run's ``--device``),
+    checked against the candidate: the same class names in the same order and the same input
+    size, since both predict the very same preprocessed tensors. One-line exit 2 otherwise."""
+    from evalsuite.errors import ModelError
+    from evalsuite.models import load_model
+
+    ref = load_model(config.reference, device=config.device)
+    a, b = list(model.info.class_names), list(ref.info.class_names)
+    if a != b:
+        first = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), None)
+        what = f"{len(a)} classes vs {len(b)}" if first is None else f"class {first} is {a[first]!r} vs {b[first]!r}"
+        raise ModelError(f"--reference {config.reference}: its class names differ from the candidate's ({what}); "
+                         "a paired comparison needs the same classes in the same order")
+    if tuple(model.info.input_size) != tuple(ref.info.input_size):
+        raise ModelError(f"--reference {config.reference}: input size {tuple(ref.info.input_size)} differs from the "
+                         f"candidate's {tuple(model.info.input_size)}; both must predict the same preprocessed images")
+    if (ref.info.resize, getattr(ref.info, "interpolation", None)) != (model.info.resize, getattr(model.info, "interpolation", None)):
+        log.warning("--reference %s declares other resize/interpolation than the candidate; it is scored on the "
+                    "candidate's preprocessed images (the comparison is of the networks on identical pixels)",
+                    config.reference)
+    return ref
+
+
+def reference_twins(ctx: RunContext, reference: Any, suites: list[Any], conditions: list[Condition]) -> dict[str, Any]:
+    """For every condition that needs the model (attacks craft their pixels against it): the same
+    condition built by its suite for the reference model, on the same samples and seed.
+
+    The suite is asked again with the reference as the run's model, on a shallow copy, so the
+    candidate's suite keeps its own state for its summary. Keys it does not produce again have
+    no reference predictions (the comparison says so)."""
+    import copy
+    from dataclasses import replace
+
+    wanted = {c.key for c in conditions if c.uses_model}
+    if not wanted:
+        return {}
+    ref_ctx = replace(ctx, model=reference)
+    twins: dict[str, Any] = {}
+    for suite in suites[1:]:
+        if not any(c.uses_model and c.suite == suite.name for c in conditions):
+            continue
+        for cond in copy.copy(suite).conditions(ref_ctx):
+            if cond.key in wanted:
+                twins[cond.key] = cond
+    return twins
 
 
 def check_batch_memory(batch_size: int, input_size: tuple[int, int]) -> None:
@@ -332,15 +404,33 @@ def _evaluate(plan: RunPlan, staging: Path, started: str, t_start: float) -> dic
     from evalsuite.runner import run_conditions
 
     config, source = plan.config, plan.source
-    store = PredictionStore(staging / "predictions", _scanned_identity(plan))
+    identity = _scanned_identity(plan)
+    store = PredictionStore(staging / "predictions", identity)
+    reference = _reference_run(plan, staging, identity)
     plans, rates = estimate_run(plan)
     plan_log.info("%s", format_plan(plans, rates, len(source.valid), plan.device))
     with RunProgress(plans, rates) as reporter:
         runs = run_conditions(plan.conditions, source=source, model=plan.model, labels=plan.labels,
                               ids=plan.dataset.ids, seed=config.seed, device=plan.device,
                               batch_size=config.batch_size, store=store, resume=config.resume,
-                              run_context=plan.context, reporter=reporter)
+                              run_context=plan.context, reporter=reporter, reference=reference)
     return _summarise(plan, runs, started, round(time.perf_counter() - t_start, 3))
+
+
+def _reference_run(plan: RunPlan, staging: Path, identity: dict[str, Any]) -> Any:
+    """The runner's :class:`~evalsuite.runner.ReferenceRun` of ``run --reference`` (None without
+    one): its predictions go to ``predictions/reference/``, their identity names its model."""
+    if plan.reference is None:
+        return None
+    from dataclasses import replace
+
+    from evalsuite.predictions import REFERENCE_FOLDER, PredictionStore
+    from evalsuite.runner import ReferenceRun
+
+    ref_identity = {**identity, "model_sha256": plan.reference.info.sha256,
+                    "preprocessing": plan.reference.info.to_dict(), "role": "reference"}
+    return ReferenceRun(plan.reference, PredictionStore(staging / "predictions" / REFERENCE_FOLDER, ref_identity),
+                        replace(plan.context, model=plan.reference), plan.reference_twins)
 
 
 def _summarise(plan: RunPlan, runs: dict[str, Any], started: str, seconds: float,
@@ -352,7 +442,9 @@ def _summarise(plan: RunPlan, runs: dict[str, Any], started: str, seconds: float
 
     t0_summary = time.perf_counter()
     model, dataset, source = plan.model, plan.dataset, plan.source
-    preds = PredictionSet({k: r.predictions for k, r in runs.items()})
+    refs = {k: r.reference for k, r in runs.items() if getattr(r, "reference", None) is not None}
+    preds = PredictionSet({k: r.predictions for k, r in runs.items()},
+                          reference=PredictionSet(refs) if plan.reference is not None else None)
     suite_seconds: dict[str, float] = {}
     for cond in plan.conditions:
         suite_seconds[cond.suite] = suite_seconds.get(cond.suite, 0.0) + runs[cond.key].seconds
@@ -381,6 +473,8 @@ def _summarise(plan: RunPlan, runs: dict[str, Any], started: str, seconds: float
         "seconds": round(seconds + time.perf_counter() - t0_summary, 3),
         "suite_seconds": {k: round(v, 3) for k, v in suite_seconds.items()},
         "resumed_conditions": [k for k, r in runs.items() if r.resumed],
+        "target_threads": plan.config.target_threads,
+        **({"reference": reference_record(plan.reference.info)} if plan.reference is not None else {}),
         **(extra_provenance or {}),
     }
     return {
@@ -407,6 +501,12 @@ def _summarise(plan: RunPlan, runs: dict[str, Any], started: str, seconds: float
         "checks": [_builtin_record(g, plan.specs) for g in sanity_checks + checks],
         "report": report,
     }
+
+
+def reference_record(info: Any) -> dict[str, Any]:
+    """The reference model's identity in provenance (``run --reference``, ``evalsuite compare``)."""
+    d = info.to_dict() if hasattr(info, "to_dict") else dict(info)
+    return {"source": str(d.get("source", "")), "format": str(d.get("format", "")), "sha256": str(d.get("sha256", ""))}
 
 
 def _builtin_record(gate: Gate, specs: list[MetricSpec]) -> dict[str, Any]:
@@ -518,6 +618,9 @@ def _run_shard(config: RunConfig, shard: Any) -> tuple[ShardOutcome, RunPlan]:
     from evalsuite.shards import UnitFolder, unit_positions
 
     started, t_start = _now(), time.time()
+    if config.reference:
+        raise UsageError("--reference is not supported with --shard or torchrun yet: run the paired comparison in one "
+                         "process, or shard two runs and compare them with `evalsuite compare`")
     plan = plan_run(config)
     units = UnitFolder(config.out_dir)
     with units.hold(shard):

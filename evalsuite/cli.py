@@ -22,7 +22,8 @@ from evalsuite.errors import EvalsuiteError, UsageError
 
 PROG = "evalsuite"
 # Sub-commands that live with their feature; each module exposes register(subparsers).
-PLUGIN_COMMANDS: tuple[str, ...] = ("evalsuite.corruptions.cli", "evalsuite.calibration.cli", "training.cli")
+PLUGIN_COMMANDS: tuple[str, ...] = ("evalsuite.corruptions.cli", "evalsuite.calibration.cli", "evalsuite.quantize.cli",
+                                   "training.cli")
 LISTABLE = {
     "suites": "evalsuite.suites:list_entries",
     "data": "evalsuite.data:list_entries",
@@ -95,6 +96,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite_overrides.setdefault("device", {})["device_column"] = capture_column
     if args.calibration_data:
         suite_overrides.setdefault("calibration", {})["calibration_data"] = args.calibration_data
+    if args.attack_surrogate:
+        suite_overrides.setdefault("adversarial", {})["surrogate"] = args.attack_surrogate
     flags = {
         "model": args.model,
         "data": args.data,
@@ -102,10 +105,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "suite": args.suite,
         "policy": args.policy,
         "baseline": args.baseline,
+        "reference": args.reference,
         "seed": args.seed,
         "device": args.device,
         "batch_size": args.batch_size,
         "workers": args.workers,
+        "target_threads": args.target_threads,
         "limit": args.limit,
         "sample": args.sample,
         "resume": args.resume or None,
@@ -113,10 +118,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "max_image_pixels": args.max_image_pixels,
         "follow_symlinks": args.follow_symlinks or None,
         "allow_baseline_mismatch": args.allow_baseline_mismatch or None,
+        "allow_calibration_overlap": args.allow_calibration_overlap or None,
         "checkpoint": args.checkpoint,
         "model_overrides": model_overrides(args) or None,
         "suite_overrides": suite_overrides or None,
         "fail_on": args.fail_on,
+        "perturbation_samples": args.perturbation_samples,
+        "ci_half_width": args.ci_half_width,
     }
     if args.config:
         config = RunConfig.from_yaml(args.config, **flags)
@@ -186,6 +194,37 @@ def _add_merge(sub: Any) -> None:
     p.set_defaults(func=_cmd_merge)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.compare_runs import compare_runs
+
+    outcome = compare_runs(args.candidate, args.reference, out=args.out, policy=args.policy,
+                           fail_on=args.fail_on or "fail", n_boot=args.n_boot, mid_p=args.mid_p)
+    if args.format == "json":
+        print((Path(outcome.out_dir) / "gates.json").read_text(encoding="utf-8"), end="")
+    else:
+        _print_outcome(outcome.results, outcome.outcomes, outcome.out_dir)
+    return outcome.exit_code
+
+
+def _add_compare(sub: Any) -> None:
+    p = sub.add_parser("compare", help="paired comparison of two finished runs on identical data, conditions and seed",
+                       description=(
+        "Compare CANDIDATE with REFERENCE sample by sample (both run folders or their results.json, measured on the "
+        "same data, conditions and seed): accuracy difference with a paired bootstrap CI, exact McNemar test, fixed "
+        "and broken samples, ECE difference per condition (docs/compare.md). Writes results.json, gates.json, "
+        "junit.xml, summary.md and scorecard.html to --out; exit 0, 1 or 2 as `run`."))
+    p.add_argument("candidate", metavar="CANDIDATE", help="the candidate's run folder (or its results.json)")
+    p.add_argument("reference", metavar="REFERENCE", help="the reference's run folder (or its results.json)")
+    p.add_argument("--out", required=True, help="output folder of the comparison")
+    p.add_argument("--policy", help="policy YAML on compare.* metrics (default: the built-in compare policy)")
+    p.add_argument("--n-boot", type=positive_int, help="paired bootstrap replicates (default: 1000)")
+    p.add_argument("--mid-p", action="store_true", help="McNemar mid-p instead of the exact test")
+    add_decision_flags(p)
+    p.set_defaults(func=_cmd_compare)
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -233,6 +272,9 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--suite", help="suite preset (quick, standard, full) or a suite YAML (default: standard)")
     p.add_argument("--policy", help="policy YAML (default: the built-in default policy)")
     p.add_argument("--baseline", help="baseline results.json for max_drop gates and mCE")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="reference (production) model scored on the identical inputs of every condition: paired "
+                        "comparison under compare.* (docs/compare.md)")
     p.add_argument("--allow-baseline-mismatch", action="store_true",
                    help="compare against a baseline measured on other data or conditions (warns instead of refusing)")
     p.add_argument("--out", help="output folder (default: reports/run)")
@@ -240,6 +282,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="seed for sampling, corruptions and attacks (default: 0)")
     p.add_argument("--batch-size", type=positive_int, help="batch size (default: 64)")
     p.add_argument("--workers", type=positive_int, help="image decoding threads (default: up to 8)")
+    p.add_argument("--target-threads", type=positive_int, metavar="N",
+                   help="threads the performance suite measures with (a smaller target machine; predictions unaffected)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N samples")
     p.add_argument("--sample", type=positive_int, metavar="N", help="evaluate a seeded stratified sample of N")
     p.add_argument("--resume", action="store_true", help="reuse predictions of conditions already completed in --out")
@@ -251,7 +295,20 @@ def _add_run(sub: Any) -> None:
                    help="refuse images with more than N pixels (width x height; default: 64000000)")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="let symbolic links in a data folder or manifest lead out of it (refused by default)")
+    p.add_argument("--allow-calibration-overlap", action="store_true",
+                   help="evaluate an INT8 model (evalsuite quantize) on data that overlap its calibration samples "
+                        "(refused by default; the overlap is recorded)")
+    p.add_argument("--attack-surrogate", metavar="MODEL",
+                   help="craft the adversarial suite's attacks on this differentiable model (e.g. the FP32 source "
+                        "of an INT8 model) and score MODEL on them: a transfer attack")
     p.add_argument("--corruption-backend", choices=("torch", "reference"), help="corruption engine (default: torch)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--perturbation-samples", metavar="N|all",
+                        help="corruption and device conditions on a seeded stratified subset of N samples "
+                             "(all: every sample); overrides the suite file's n / ci_half_width")
+    budget.add_argument("--ci-half-width", type=float, metavar="H",
+                        help="corruption and device conditions on a subset sized for a 95%% CI half-width H of an "
+                             "accuracy (worst case; 0.02 -> 2401 samples; the standard preset's default)")
     p.add_argument("--device-profiles", metavar="FLEET.yaml",
                    help="capture-device profiles (camera, ISP, codec) for the device suite")
     p.add_argument("--capture-column", metavar="COLUMN",
@@ -497,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
     _add_merge(sub)
+    _add_compare(sub)
     _add_gate_report(sub)
     _add_misc(sub)
     for module in PLUGIN_COMMANDS:

@@ -70,6 +70,12 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order the network expects")
     g.add_argument("--outputs", choices=("logits", "probabilities"),
                    help="what the model outputs; probabilities are scored as log-probabilities")
+    g.add_argument("--layout", type=str.upper, choices=("NCHW", "NHWC"), metavar="nchw|nhwc",
+                   help="the network's input layout, when its input shape reads both ways (default: from the shape)")
+    # ``--output`` unless the command already uses it (calibrate: the output file); --model-output always
+    names = ["--model-output"] if "--output" in p._option_string_actions else ["--output", "--model-output"]
+    g.add_argument(*names, dest="output_name", metavar="NAME",
+                   help="the ONNX output holding the logits (default: the first; inspect lists them)")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
 
 
@@ -77,6 +83,9 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The model flags given on the command line, as ``load_model`` overrides (``@FILE`` names read)."""
     keys = ("input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "outputs")
     out = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    for key, dest in (("layout", "layout"), ("output", "output_name")):
+        if getattr(args, dest, None) is not None:
+            out[key] = getattr(args, dest)
     if isinstance(out.get("class_names"), str):
         out["class_names"] = class_names(out["class_names"])
     return out

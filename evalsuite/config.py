@@ -31,6 +31,7 @@ class RunConfig:
     suite: str = "standard"
     policy: str | None = None
     baseline: str | None = None
+    reference: str | None = None  # run --reference MODEL: paired candidate-vs-reference comparison
     seed: int = 0
     device: str = "auto"
     batch_size: int = 64
@@ -42,12 +43,16 @@ class RunConfig:
     max_image_pixels: int = 64_000_000  # = evalsuite.data.guards.DEFAULT_MAX_IMAGE_PIXELS (no numpy import here)
     follow_symlinks: bool = False
     allow_baseline_mismatch: bool = False
+    allow_calibration_overlap: bool = False  # evaluate an INT8 model on data overlapping its calibration samples
     checkpoint: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache_limit_mb: int = 4096
     progress: bool | None = None
     fail_on: str = "fail"
+    target_threads: int | None = None  # --target-threads N: threads of the performance suite's measurements
+    perturbation_samples: int | str | None = None  # --perturbation-samples N|all: suites' subset n (None: as configured)
+    ci_half_width: float | None = None  # --ci-half-width H: suites' subset sized for this 95% CI half-width
 
     def __post_init__(self) -> None:
         # Every field is checked against its type hint (one loader for all option mappings), so a
@@ -74,10 +79,37 @@ class RunConfig:
             raise UsageError("use either --limit or --sample, not both")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {self.workers}")
+        if self.target_threads is not None and self.target_threads < 1:
+            raise UsageError(f"--target-threads must be >= 1, got {self.target_threads}")
         if self.fail_on not in ("fail", "warn"):
             raise UsageError(f"--fail-on must be 'fail' or 'warn', got {self.fail_on!r}")
         if self.cache_limit_mb < 0:
             raise UsageError(f"cache_limit_mb must be >= 0, got {self.cache_limit_mb}")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        v = self.perturbation_samples
+        if isinstance(v, str):
+            text = v.strip().lower()
+            if text != "all" and not text.isdigit():
+                raise UsageError(f"--perturbation-samples must be a positive integer or 'all', got {v!r}")
+            self.perturbation_samples = "all" if text == "all" else int(text)
+            v = self.perturbation_samples
+        if isinstance(v, int) and v < 1:
+            raise UsageError(f"--perturbation-samples must be a positive integer or 'all', got {v!r}")
+        h = self.ci_half_width
+        if h is not None and not 0.0 < h <= 0.5:
+            raise UsageError(f"--ci-half-width must be a number in (0, 0.5] (0.02: +/-2 points at 95%), got {h!r}")
+        if v is not None and h is not None:
+            raise UsageError("use either --perturbation-samples or --ci-half-width, not both")
+
+    def sample_budget(self) -> dict[str, Any]:
+        """The perturbation suites' subset options these flags set (``{}``: as the suite file says)."""
+        if self.ci_half_width is not None:
+            return {"ci_half_width": self.ci_half_width}
+        if self.perturbation_samples is not None:
+            return {"n": self.perturbation_samples}
+        return {}
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:

@@ -65,6 +65,9 @@ suites:
   slices:
     min_group_size: 30          # groups smaller than this get no gap gates
     max_accuracy_gap: 0.1       # the built-in WARN on the accuracy gap between groups
+  preprocessing:
+    sample: 256                 # clean samples re-scored under each plausible preprocessing mistake
+    margin: 0.02                # a mistake scoring this much higher (paired CI above 0) FAILs the run
 """
 
 RUN = """\

@@ -7,7 +7,9 @@ here, below both, so the runner never imports a suite module.
 Each condition's predictions land in ``<out>/predictions/<key>.npz`` (``/`` in the key becomes
 ``__``) as soon as the condition completes, written atomically. A file carries the identity of
 what produced it (model hash, data fingerprint, seed, condition key and parameters, sample
-positions), so ``--resume`` reuses a file only when it would be recomputed identically.
+positions), so ``--resume`` reuses a file only when it would be recomputed identically. With
+``run --reference`` the reference model's predictions of the same conditions are stored the
+same way in ``<out>/predictions/reference/`` (:data:`REFERENCE_FOLDER`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from evalsuite.conditions import measured_params, with_identity
 from evalsuite.stats import softmax
 
 EXTRA_PREFIX = "extra__"
+#: Sub-folder of ``predictions/`` holding the reference model's files (``run --reference``).
+REFERENCE_FOLDER = "reference"
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +74,15 @@ class Predictions:
 
 
 class PredictionSet(Mapping[str, Predictions]):
-    """All conditions' predictions of a run, by condition key (insertion ordered)."""
+    """All conditions' predictions of a run, by condition key (insertion ordered).
 
-    def __init__(self, items: dict[str, Predictions]) -> None:
+    ``reference``: the reference model's predictions of the same conditions (``run
+    --reference``; a condition it was not scored on is absent there), or None.
+    """
+
+    def __init__(self, items: dict[str, Predictions], reference: PredictionSet | None = None) -> None:
         self._items = dict(items)
+        self.reference = reference
 
     def __getitem__(self, key: str) -> Predictions:
         return self._items[key]
@@ -110,6 +119,28 @@ def identity(run_identity: dict[str, Any], key: str, params: dict[str, Any], ind
     h = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(index, dtype=np.int64).tobytes())
     return h.hexdigest()
+
+
+def read_predictions(path: Path) -> Predictions:
+    """One stored prediction file, read as data (``allow_pickle=False``), without checking which
+    run wrote it (``evalsuite compare`` checks the two runs' identities from their results.json).
+    ValueError when it is not a prediction file."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            extras = {k[len(EXTRA_PREFIX) :]: z[k] for k in z.files if k.startswith(EXTRA_PREFIX)}
+            key, suite = str(meta["key"]), str(meta["suite"])
+            preds = Predictions(key=key, suite=suite, params=with_identity(key, suite, meta["params"]),
+                                index=z["index"], ids=z["ids"].astype(object), labels=z["labels"],
+                                logits=z["logits"], extras=extras)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable prediction file ({type(exc).__name__})") from None
+    n = len(preds.index)
+    if not (len(preds.ids) == len(preds.labels) == len(preds.logits) == n) or preds.logits.ndim != 2:
+        raise ValueError(f"{path} is not a readable prediction file (its arrays differ in length)")
+    return preds
 
 
 class PredictionStore:

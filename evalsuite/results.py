@@ -82,6 +82,11 @@ JSON_SCHEMA: dict[str, Any] = {
                 "seconds": {"type": "number"},
                 "suite_seconds": {"type": "object", "additionalProperties": {"type": "number"}},
                 "resumed_conditions": {"type": "array", "items": {"type": "string"}},
+                # run --target-threads N: the threads the performance suite measured with (null: as served)
+                "target_threads": {"type": ["integer", "null"]},
+                # run --reference / evalsuite compare: the reference model the compare.* metrics pair with
+                "reference": {"type": "object", "required": ["source", "format", "sha256"],
+                              "properties": {k: {"type": "string"} for k in ("source", "format", "sha256")}},
             },
         },
         "model": {"type": "object", "required": ["source", "format", "sha256", "class_names"]},

@@ -6,6 +6,10 @@ an attack runs, one forward+backward step), so a 20-minute run says so before it
 (``evalsuite run --dry-run`` prints it and exits). Each condition reports its cost as forward
 and gradient sample-passes (:meth:`evalsuite.conditions.Condition.cost`); perturbation time is
 not probed, so while the run goes the estimate is replaced by the measured rate of each suite.
+Each suite's line gives the samples per condition (a suite measured on a subset, such as the
+standard preset's corruption and device suites, shows ``n of N``), and the first line the run's
+model work as a multiple of one clean pass (:func:`clean_pass_multiple`): what the standard
+tier's budget bounds.
 :class:`RunProgress` logs a line when a suite starts and at least every ``interval`` seconds
 (a heartbeat thread, so a long attack condition still shows in a CI log).
 """
@@ -45,10 +49,19 @@ class SuitePlan:
     samples: int = 0
     forward_passes: float = 0.0
     gradient_passes: float = 0.0
+    sizes: list[int] = field(default_factory=list)  # samples of each condition, in order
 
     def seconds(self, rates: Rates) -> float:
         grad = rates.gradient_s if rates.gradient_s is not None else 3.0 * rates.forward_s
         return self.forward_passes * rates.forward_s + self.gradient_passes * grad
+
+    def per_condition(self, n_images: int) -> str:
+        """``1797``, ``500 of 1797`` (every condition on a subset) or ``128-500 of 1797``."""
+        if not self.sizes:
+            return "0"
+        lo, hi = min(self.sizes), max(self.sizes)
+        size = str(lo) if lo == hi else f"{lo}-{hi}"
+        return size if lo == hi == n_images else f"{size} of {n_images}"
 
 
 def _time(fn: Any) -> float:
@@ -104,7 +117,18 @@ def build_plan(conditions: Sequence[Any], samples: dict[str, int]) -> list[Suite
         p.samples += n
         p.forward_passes += fwd
         p.gradient_passes += grad
+        p.sizes.append(int(n))
     return list(plans.values())
+
+
+def clean_pass_multiple(plans: Sequence[SuitePlan], rates: Rates) -> float | None:
+    """The run's estimated model time over that of one clean pass (None without a clean condition):
+    ``1 + sum over perturbed conditions of n_c / N`` when every pass costs a forward pass, more
+    where attacks take gradient steps. Perturbation (image generation) time is not in it."""
+    clean = next((p for p in plans if p.suite == "clean"), None)
+    if clean is None or not clean.seconds(rates) > 0:
+        return None
+    return sum(p.seconds(rates) for p in plans) / clean.seconds(rates)
 
 
 def format_seconds(s: float) -> str:
@@ -120,12 +144,14 @@ def format_plan(plans: list[SuitePlan], rates: Rates, n_images: int, device: str
     """The plan as lines of text (what ``--dry-run`` prints and a run logs)."""
     total = sum(p.seconds(rates) for p in plans)
     grad = (f", forward+backward {rates.gradient_s * 1e3:.2f} ms/image" if rates.gradient_s is not None else "")
+    multiple = clean_pass_multiple(plans, rates)
+    cost = f" = {multiple:.1f} x one clean pass" if multiple is not None else ""
     lines = [f"plan: {sum(p.conditions for p in plans)} conditions over {n_images} images on {device}; "
-             f"estimated {format_seconds(total)} of model time (probe: forward {rates.forward_s * 1e3:.2f} ms/image"
+             f"estimated {format_seconds(total)} of model time{cost} (probe: forward {rates.forward_s * 1e3:.2f} ms/image"
              f"{grad}; perturbation time comes on top and is measured as the run goes)"]
     for p in plans:
-        lines.append(f"  {p.suite:<12} {p.conditions:>4} condition(s) {p.samples:>8} sample-conditions  "
-                     f"~{format_seconds(p.seconds(rates))}")
+        lines.append(f"  {p.suite:<12} {p.conditions:>4} condition(s) x {p.per_condition(n_images):>12} samples "
+                     f"{p.samples:>8} sample-conditions  ~{format_seconds(p.seconds(rates))}")
     return "\n".join(lines)
 
 

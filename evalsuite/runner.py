@@ -4,6 +4,14 @@ Images are decoded and geometrically preprocessed once and cached in memory when
 (``cache_limit_mb``); otherwise they are streamed again for each condition. Conditions that do
 not need the model run on a producer thread one batch ahead of inference, so generation and
 inference overlap; conditions that need the model (attacks) run inline.
+
+With a *reference* model (``run --reference``, :mod:`evalsuite.suites.compare`) every condition
+that does not need the model is applied once per batch and both models predict that very
+tensor, so the comparison is paired pixel for pixel; a condition that needs the model (an
+attack crafts pixels against it) runs again for the reference as its own twin (built by the
+suite for the reference model, on the same sample subset and seed), so it is paired by sample.
+Reference predictions are stored beside the candidate's (``predictions/reference/<key>.npz``)
+and resume the same way.
 """
 
 from __future__ import annotations
@@ -115,6 +123,7 @@ class ConditionRun:
     predictions: Predictions
     seconds: float
     resumed: bool
+    reference: Predictions | None = None  # the reference model's, with ``run --reference``
 
 
 @dataclass
@@ -157,11 +166,39 @@ def run_condition(
 ) -> Predictions:
     """Predictions of ``model`` on ``condition`` over the condition's sample positions (or over
     ``positions``, a work unit's contiguous share of them; see :mod:`evalsuite.shards`)."""
+    return run_condition_pair(condition, source=source, model=model, reference=None, labels=labels, ids=ids,
+                              seed=seed, device=device, batch_size=batch_size, on_batch=on_batch,
+                              positions=positions)[0]
+
+
+def run_condition_pair(
+    condition: Condition,
+    *,
+    source: ImageSource,
+    model: Any,
+    reference: Any,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    seed: int,
+    device: str,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+    positions: np.ndarray | None = None,
+) -> tuple[Predictions, Predictions | None]:
+    """:func:`run_condition` for ``model`` and, when ``reference`` is a model, for it too on the
+    very same perturbed batches (one ``apply`` per batch, both models predict its output).
+
+    ``model`` may be None (only the reference's predictions are wanted: a resumed run whose
+    candidate file exists); ``condition`` must then not need a model. A condition that needs the
+    model is applied for ``model`` only; its reference predictions come from its twin.
+    """
     import torch
 
     if positions is None:
         positions = condition_positions(condition, source)
     labels_t_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    if condition.uses_model and (model is None or reference is not None):
+        raise ValueError(f"condition {condition.key} crafts its pixels against a model: run its twin for the reference")
 
     def produce(idx: np.ndarray, images: np.ndarray) -> _Produced:
         x = to_tensor(images, device)
@@ -183,13 +220,18 @@ def run_condition(
         return _Produced(idx, x_out, extras)
 
     results: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+    ref_results: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
 
     def consume(item: _Produced) -> None:
         # A condition that already ran model.predict on exactly the batch it returns (attacks
         # confirm every adversarial example that way) hands the logits over instead of a rerun.
         given = item.extras.pop("predict_logits", None)
-        logits = np.asarray(given if given is not None else model.predict(item.x), dtype=np.float32)
-        results.append((item.index, logits, item.extras))
+        if model is not None:
+            logits = np.asarray(given if given is not None else model.predict(item.x), dtype=np.float32)
+            results.append((item.index, logits, item.extras))
+        if reference is not None:
+            ref_logits = np.asarray(reference.predict(item.x), dtype=np.float32)
+            ref_results.append((item.index, ref_logits, dict(item.extras)))
         if on_batch is not None:
             on_batch(len(item.index))
 
@@ -201,7 +243,9 @@ def run_condition(
             consume(produce(idx, images))
     else:
         _prefetch((produce(idx, images) for idx, images in batches), consume, name=f"evalsuite-{condition.key}")
-    return _assemble(condition, results, ids, labels, model.info.num_classes)
+    preds = _assemble(condition, results, ids, labels, model.info.num_classes) if model is not None else None
+    ref = _assemble(condition, ref_results, ids, labels, reference.info.num_classes) if reference is not None else None
+    return preds, ref  # type: ignore[return-value]
 
 
 def _prefetch(items: Iterator[Any], consume: Callable[[Any], None], name: str) -> None:
@@ -283,6 +327,7 @@ def run_conditions(
     run_context: Any,
     reporter: Any = None,
     select: Callable[[Condition, np.ndarray], np.ndarray] | None = None,
+    reference: Any = None,
 ) -> dict[str, ConditionRun]:
     """Run (or, with ``resume``, reload) every condition, saving each as it completes.
 
@@ -291,6 +336,10 @@ def run_conditions(
     and absent from the result. The clean condition's outputs are checked
     (:func:`evalsuite.models.outputs.check_output_kind`) before any other condition runs:
     undeclared probabilities scored as logits are refused.
+
+    ``reference`` (a :class:`ReferenceRun`) adds the reference model's predictions of every
+    condition (:attr:`ConditionRun.reference`): same tensor for conditions that do not need the
+    model, the condition's twin for those that do (none: that condition has no reference).
     """
     from evalsuite.models.outputs import check_output_kind, declared_kind
 
@@ -304,34 +353,73 @@ def run_conditions(
                 continue
         if hasattr(bar, "set_description"):
             bar.set_description(f"{condition.suite}: {condition.key}")
-        if resume:
-            cached = store.load(condition.key, dict(condition.params), positions)
-            if cached is not None:
-                log.info("resume: reusing predictions of %s", condition.key)
-                if condition.key == "clean":
-                    check_output_kind(cached.logits, declared_kind(model), model.info.source)
-                done[condition.key] = ConditionRun(cached, 0.0, True)
-                continue
+        cached = store.load(condition.key, dict(condition.params), positions) if resume else None
+        twin = reference.twin(condition) if reference is not None else None
+        ref_cached = reference.load(twin, positions) if (twin is not None and resume) else None
+        if cached is not None and (twin is None or ref_cached is not None):
+            log.info("resume: reusing predictions of %s", condition.key)
+            if condition.key == "clean":
+                check_output_kind(cached.logits, declared_kind(model), model.info.source)
+                if ref_cached is not None:
+                    check_output_kind(ref_cached.logits, declared_kind(reference.model), reference.model.info.source)
+            done[condition.key] = ConditionRun(cached, 0.0, True, ref_cached)
+            continue
         t0 = time.perf_counter()
         if reporter is not None:
             reporter.started(condition, len(positions))
-        condition.prepare(run_context)
-        log.info("condition %s (%d samples)", condition.key, len(positions))
-        preds = run_condition(
-            condition,
-            source=source,
-            model=model,
-            labels=labels,
-            ids=ids,
-            seed=seed,
-            device=device,
-            batch_size=batch_size,
-            positions=positions,
-        )
+        common = {"source": source, "labels": labels, "ids": ids, "seed": seed, "device": device,
+                  "batch_size": batch_size, "positions": positions}
+        if cached is None:
+            condition.prepare(run_context)
+            log.info("condition %s (%d samples)", condition.key, len(positions))
+        for m in (model, reference.model if reference is not None else None):
+            if m is not None and hasattr(m, "begin_condition"):  # ONNX in CUDA-bridge mode re-checks per condition
+                m.begin_condition(condition.key)
+        ref_preds = ref_cached
+        if twin is None or condition.uses_model or ref_cached is not None:
+            preds = cached if cached is not None else run_condition(condition, model=model, **common)
+            if twin is not None and ref_preds is None:  # an attack: its twin crafts pixels against the reference
+                twin.prepare(reference.context)
+                log.info("condition %s for the reference model (%d samples)", condition.key, len(positions))
+                ref_preds = run_condition(twin, model=reference.model, **common)
+        else:  # one perturbation, both models predict the same tensor
+            preds, ref_preds = run_condition_pair(condition, model=None if cached is not None else model,
+                                                  reference=reference.model, **common)
+            preds = cached if cached is not None else preds
         if condition.key == "clean":
             check_output_kind(preds.logits, declared_kind(model), model.info.source)
-        store.save(preds)
-        done[condition.key] = ConditionRun(preds, time.perf_counter() - t0, False)
+            if ref_preds is not None:
+                check_output_kind(ref_preds.logits, declared_kind(reference.model), reference.model.info.source)
+        if cached is None:
+            store.save(preds)
+        if ref_preds is not None and ref_cached is None:
+            reference.store.save(ref_preds)
+        done[condition.key] = ConditionRun(preds, time.perf_counter() - t0, cached is not None, ref_preds)
         if reporter is not None:
             reporter.finished(condition, len(positions), done[condition.key].seconds)
     return done
+
+
+@dataclass
+class ReferenceRun:
+    """The reference model of ``run --reference`` and what the runner needs to predict with it.
+
+    ``twins`` maps the key of each condition that needs the model (attacks) to the same condition
+    built by its suite for the reference model (``plan_run`` builds them); such a condition
+    without a twin has no reference predictions. ``context`` is the run context with the
+    reference as its model (twins are prepared with it); ``store`` its prediction files.
+    """
+
+    model: Any
+    store: PredictionStore
+    context: Any
+    twins: dict[str, Condition] = field(default_factory=dict)
+
+    def twin(self, condition: Condition) -> Condition | None:
+        """The condition the reference is scored on: itself, its twin, or None (no reference)."""
+        if not condition.uses_model:
+            return condition
+        return self.twins.get(condition.key)
+
+    def load(self, condition: Condition, positions: np.ndarray) -> Predictions | None:
+        return self.store.load(condition.key, dict(condition.params), positions)

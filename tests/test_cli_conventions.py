@@ -95,7 +95,7 @@ def test_init_writes_starter_files_that_load_as_they_are(tmp_path, capsys):
     gates, _ = load_policy(policy)
     assert [g.metric for g in gates][:2] == ["clean.accuracy", "clean.macro_f1"]
     spec = load_suite_spec(str(suite), SUITES.names())
-    assert set(spec) == {"clean", "corruption", "device", "adversarial", "calibration", "slices"}
+    assert set(spec) == {"clean", "corruption", "device", "adversarial", "calibration", "slices", "preprocessing"}
     for name, opts in spec.items():
         SUITES.get(name)(opts)  # every option is one the suite knows, with a valid value
     config = RunConfig.from_yaml(run)

@@ -178,14 +178,14 @@ def test_bad_onnx_files(tmp_path):
                        [helper.make_node("Identity", ["x"], ["y"])])
     with pytest.raises(ModelError, match="input 'x' has rank 3"):
         load_model(str(rank3), device="cpu")
-    gray = _tiny_onnx(tmp_path / "g.onnx", [("x", ["N", 1, 8, 8])], [("y", ["N", 1, 8, 8])],
+    rgba = _tiny_onnx(tmp_path / "g.onnx", [("x", ["N", 4, 8, 8])], [("y", ["N", 4, 8, 8])],
                       [helper.make_node("Identity", ["x"], ["y"])])
-    with pytest.raises(ModelError, match="1 channels, expected 3"):
-        load_model(str(gray), device="cpu")
-    nhwc = _tiny_onnx(tmp_path / "h.onnx", [("x", ["N", 8, 8, 3])], [("y", ["N", 8, 8, 3])],
+    with pytest.raises(ModelError, match="neither dimension 1 \\(NCHW\\) nor dimension 3 \\(NHWC\\) is 1"):
+        load_model(str(rgba), device="cpu")
+    both = _tiny_onnx(tmp_path / "h.onnx", [("x", ["N", 3, 8, 3])], [("y", ["N", 3, 8, 3])],
                       [helper.make_node("Identity", ["x"], ["y"])])
-    with pytest.raises(ModelError, match="channels-last"):
-        load_model(str(nhwc), device="cpu")
+    with pytest.raises(ModelError, match="reads as NCHW and as NHWC; pass --layout"):
+        load_model(str(both), device="cpu")  # grayscale and NHWC inputs: tests/test_model_layouts.py
     with pytest.raises(ModelError, match="^no such file or directory: "):
         load_model(str(tmp_path / "missing.onnx"))
     (tmp_path / "w.pth").write_bytes(b"x")
@@ -380,9 +380,10 @@ def test_auto_device_with_gpu_but_no_cuda_provider_runs_onnx_on_cpu(digits_onnx,
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has a CUDA provider")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with caplog.at_level("WARNING"):
+    monkeypatch.setenv("EVALSUITE_ONNX_CUDA_BRIDGE", "0")  # the CUDA bridge (tests/test_cuda_bridge.py) off
+    with caplog.at_level("INFO"):
         model = load_model(str(digits_onnx), device="auto")
-    assert model.device == "cpu"
+    assert model.device == "cpu" and model.cuda_bridge is None
     assert "no CUDA execution provider" in caplog.text
     assert model.predict(x_batch).shape[0] == x_batch.shape[0]
     with pytest.raises(ModelError, match="no CUDA execution provider"):

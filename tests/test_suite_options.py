@@ -21,7 +21,7 @@ from evalsuite.suites.base import NoOptions, Suite
 from tests.trust_cli import assert_input_error, run_cli
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "reports" / "demo-model" / "digits_cnn.onnx"
-BUILTIN = ("clean", "corruption", "device", "calibration", "slices", "adversarial")
+BUILTIN = ("clean", "corruption", "device", "calibration", "slices", "adversarial", "preprocessing", "performance")
 
 # One wrongly typed value per suite, and what the one-line message says.
 WRONG_TYPE = {
@@ -31,6 +31,8 @@ WRONG_TYPE = {
     "calibration": ("classwise: 'yes'", "suites.calibration.classwise must be true or false, got 'yes'"),
     "slices": ("min_group_size: ten", "suites.slices.min_group_size must be an integer, got 'ten'"),
     "adversarial": ("amp: 1", "suites.adversarial.amp must be true or false, got 1"),
+    "preprocessing": ("margin: lots", "suites.preprocessing.margin must be a number (or a fraction such as 8/255), got 'lots'"),
+    "performance": ("warmup: [1]", "suites.performance.warmup must be an integer, got list"),
 }
 # A misspelt option per suite and the name the hint offers.
 MISSPELT = {
@@ -40,15 +42,17 @@ MISSPELT = {
     "calibration": ("n_bin", "n_bins"),
     "slices": ("min_groupsize", "min_group_size"),
     "adversarial": ("tiers", "tier"),
+    "preprocessing": ("margins", "margin"),
+    "performance": ("iteration", "iterations"),
 }
 
 # The documented defaults (module docstrings and docs/*.md), field by field.
 DEFAULTS = {
     "clean": {"gallery": 12},
     "corruption": {"preset": "fast", "corruptions": None, "severities": None, "backend": "torch",
-                   "baseline_errors": None},
+                   "baseline_errors": None, "n": None, "ci_half_width": None},
     "device": {"profiles": None, "profiles_file": None, "operations": None, "severities": [1, 3, 5],
-               "device_column": None},
+               "device_column": None, "n": None, "ci_half_width": None},
     "calibration": {"n_bins": 15, "calibration_fraction": 0.5, "calibration_data": None, "n_boot": 1000,
                     "classwise": True},
     "slices": {"columns": None, "intersections": [], "derived": "auto", "min_group_size": 30, "numeric_bins": 4,
@@ -57,8 +61,13 @@ DEFAULTS = {
     "adversarial": {"tier": "smoke", "n": 128, "seed": None, "norms": ["linf", "l2"], "linf_eps": None,
                     "l2_eps": None, "attacks": None, "steps": 10, "apgd_steps": 100, "targets": 9,
                     "square_queries": None, "sanity": True, "blackbox_n": 32, "blackbox_queries": None,
-                    "large_eps": 0.5, "sanity_n": 32, "bridge_tolerance": 1e-3, "examples": 3, "amp": False,
+                    "large_eps": 0.5, "sanity_n": 32, "bridge_tolerance": 1e-3, "surrogate": None, "examples": 3,
+                    "amp": False,
                     "channels_last": False, "attack_batch_size": 64},
+    "preprocessing": {"sample": 256, "margin": 0.02, "variants": None, "crop_fraction": 0.875, "severity": "fail"},
+    "performance": {"warmup": 10, "iterations": 400, "throughput_iterations": 30, "min_seconds": 2.0,
+                    "max_seconds": 60.0, "latency_batch_sizes": [1], "throughput_batch_size": None, "images": 16,
+                    "macs": True},
 }
 
 

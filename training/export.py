@@ -9,7 +9,9 @@ that ``evalsuite run model.onnx`` loads without flags.
 - ``model.onnx``: the network with the fitted temperature *baked in* (logits divided by ``T``)
   and evalsuite's preprocessing metadata (:func:`evalsuite.models.export.export_onnx`), whose
   ``temperature`` field records that ``T`` (the evalsuite convention: a temperature already in
-  the logits).
+  the logits). Its ``extra.training_preprocessing`` records the pipeline the network was trained
+  with (:func:`training_preprocessing`), which evalsuite's ``preprocessing`` suite compares with
+  the preprocessing in force when the model is evaluated.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def export_model(
     import copy
 
     from evalsuite.models.export import export_onnx
+    from evalsuite.models.preprocess_variants import RECORD_KEY
 
     out = Path(out_dir)
     meta = dict(metadata)
@@ -100,10 +103,26 @@ def export_model(
             interpolation=meta.get("interpolation", "bilinear"),
             temperature=float(temperature),
             extra={"trained_by": "evalsuite train", "recipe": meta.get("recipe"), "recipe_hash": meta.get("recipe_hash"),
-                   "architecture": meta.get("model", {}).get("name")},
+                   "architecture": meta.get("model", {}).get("name"),
+                   # the pipeline the network was trained with: the preprocessing suite compares it
+                   # field by field with the preprocessing in force when the model is evaluated
+                   RECORD_KEY: training_preprocessing(meta)},
         )
         publish_mode(paths["onnx"])
     return paths
+
+
+def training_preprocessing(meta: dict[str, Any]) -> dict[str, Any]:
+    """The training pipeline recorded in the exported model's metadata (``extra.training_preprocessing``):
+    what the training data loader and the network's normalisation used (training feeds RGB)."""
+    return {
+        "input_size": [int(v) for v in meta["input_size"]],
+        "resize": None if meta.get("resize") is None else int(meta["resize"]),
+        "interpolation": str(meta.get("interpolation", "bilinear")),
+        "mean": [float(v) for v in meta["mean"]],
+        "std": [float(v) for v in meta["std"]],
+        "channel_order": "RGB",
+    }
 
 
 def _contiguous() -> Any:

@@ -57,3 +57,17 @@ def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     keys = np.array([str(v) for v in labels], dtype=object)
     rng = np.random.default_rng(seed)
     return stratified_split(keys, allocated_sizes(size, rng), draw_order(rng))[0]
+
+
+def subset_positions(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Dataset positions of a suite's seeded stratified subset of ``n`` samples (int64, sorted).
+
+    The one rule every suite that measures on part of the data uses (adversarial ``n``, the
+    perturbation suites' ``n`` / ``ci_half_width``): ``n`` None or at least ``len(labels)`` is every
+    position, else :func:`stratified_indices`. A function of (labels, ``n``, seed) only, so the plan,
+    shards, ``--resume`` and a baseline of the same data all see the same subset.
+    """
+    total = len(labels)
+    if n is None or n >= total:
+        return np.arange(total, dtype=np.int64)
+    return np.asarray(stratified_indices(np.asarray(labels), int(n), seed), dtype=np.int64)

@@ -18,6 +18,7 @@ class DeviceCondition(Condition):
     """
 
     ops: tuple[DeviceOp, ...] = ()
+    indices: Any = None  # dataset positions the condition covers (the suite's subset); None: every sample
 
     def apply(self, x: Any, ctx: BatchContext) -> Any:
         return apply_chain(self.ops, x, ids=[str(i) for i in ctx.ids], seed=int(ctx.seed), key=self.key)

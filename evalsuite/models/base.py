@@ -34,6 +34,11 @@ class ModelInfo:
         sha256: hash of the model file (or of the checkpoint for ``timm:``), for provenance.
         metadata_source: where preprocessing came from (``metadata_props``, ``sidecar``, ``flags``, ...).
         temperature: a temperature already baked into the logits (1.0 when none).
+        layout: ``NCHW`` or ``NHWC``, how the network's input tensor is laid out (``predict``
+            still takes NCHW; the adapter permutes).
+        channels: 3 (RGB) or 1 (grayscale: the adapter feeds BT.601 luma, see :func:`luma`).
+        output_name: the model output read as logits (ONNX: named; ``None`` when the format
+            has no output names).
     """
 
     input_size: tuple[int, int]
@@ -49,6 +54,9 @@ class ModelInfo:
     metadata_source: str = "unknown"
     temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    layout: str = "NCHW"
+    channels: int = 3
+    output_name: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -62,6 +70,20 @@ class ModelInfo:
         d["class_names"] = list(self.class_names)
         d["num_classes"] = self.num_classes
         return d
+
+
+#: ITU-R BT.601 luma weights for R, G, B: the formula of Pillow's ``convert("L")``.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luma(x: Any) -> Any:
+    """``N x 1 x H x W`` BT.601 luma of a float ``N x 3 x H x W`` RGB batch (numpy or torch).
+
+    What a single-channel (grayscale) network is fed: Pillow's ``convert("L")`` computes the same
+    weighted sum in 8-bit integers, so on 8-bit images the two agree to within rounding.
+    """
+    r, g, b = LUMA_WEIGHTS
+    return x[:, 0:1] * r + x[:, 1:2] * g + x[:, 2:3] * b
 
 
 class Model(ABC):

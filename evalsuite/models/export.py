@@ -28,8 +28,16 @@ def preprocessing_dict(
     channel_order: str = "RGB",
     temperature: float = 1.0,
     extra: dict[str, Any] | None = None,
+    layout: str | None = None,
+    channels: int | None = None,
+    output: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON object stored in ``metadata_props`` / sidecar files."""
+    """The JSON object stored in ``metadata_props`` / sidecar files.
+
+    ``layout`` (``NCHW`` | ``NHWC``), ``channels`` (1 | 3) and ``output`` (the output holding the
+    logits) are written only when given: by default evalsuite reads layout and channels off the
+    input shape and takes the first output, and files without them stay as they were.
+    """
     d: dict[str, Any] = {
         "input_size": [int(input_size[0]), int(input_size[1])],
         "resize": None if resize is None else int(resize),
@@ -40,6 +48,12 @@ def preprocessing_dict(
         "class_names": [str(c) for c in class_names],
         "temperature": float(temperature),
     }
+    if layout is not None:
+        d["layout"] = str(layout).upper()
+    if channels is not None:
+        d["channels"] = int(channels)
+    if output is not None:
+        d["output"] = str(output)
     if extra:
         d["extra"] = dict(extra)
     return d
@@ -86,13 +100,16 @@ def export_onnx(
     temperature: float = 1.0,
     opset: int = 18,
     extra: dict[str, Any] | None = None,
+    layout: str = "NCHW",
+    channels: int = 3,
 ) -> Path:
     """Export ``module`` to ONNX with evalsuite metadata; returns the written path.
 
     ``module`` is the network as deployed: it takes ``(x - mean) / std`` of RGB in [0, 1]
     (the usual convention), and ``mean``/``std`` are recorded so evalsuite applies them. For a
     :class:`~evalsuite.models.pixel.PixelSpaceModel` pass its ``.network``. The batch dimension
-    is dynamic.
+    is dynamic. ``layout="NHWC"`` / ``channels=1``: ``module`` takes ``N x H x W x C`` / one
+    (luma) channel; the input shape says so and evalsuite reads it from there.
     """
     import torch
 
@@ -100,7 +117,8 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
     module = module.eval().cpu()
-    dummy = torch.rand(2, 3, int(input_size[0]), int(input_size[1]))
+    h, w, c = int(input_size[0]), int(input_size[1]), int(channels)
+    dummy = torch.rand(2, h, w, c) if str(layout).upper() == "NHWC" else torch.rand(2, c, h, w)
     try:
         with atomic_path(path, suffix=".onnx") as tmp, torch.no_grad():
             torch.onnx.export(

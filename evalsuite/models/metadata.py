@@ -26,13 +26,22 @@ from evalsuite.errors import ModelError, UsageError
 METADATA_KEY = "evalsuite.preprocessing"
 FIELDS = (
     "input_size", "resize", "interpolation", "mean", "std", "channel_order", "class_names", "temperature", "outputs",
-    "extra",
+    "layout", "channels", "output", "extra",
 )
 OVERRIDE_KEYS = (
     "input_size", "resize", "interpolation", "mean", "std", "class_names", "channel_order", "num_classes", "outputs",
+    "layout", "output",
 )
 REQUIRED = ("input_size", "mean", "std")
-DEFAULTS: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "channel_order": "RGB", "temperature": 1.0}
+DEFAULTS: dict[str, Any] = {"resize": None, "interpolation": "bilinear", "channel_order": "RGB", "temperature": 1.0,
+                            "layout": "NCHW", "channels": 3}
+LAYOUTS = ("NCHW", "NHWC")
+CHANNELS = (1, 3)
+#: The source name of facts read off a model's input shape (input size, layout, channels).
+SHAPE_SOURCE = "model input shape"
+# Layout and channels read off the input shape are facts of the network, not preprocessing the
+# user supplied: they are listed per field but leave ``metadata_source`` as it was.
+_SHAPE_FACTS = ("layout", "channels")
 HOW_TO_SUPPLY = "--input-size/--mean/--std (and --resize/--interpolation/--class-names)"
 
 
@@ -219,6 +228,20 @@ def normalise(values: Mapping[str, Any], source: str, *, allowed: Sequence[str] 
             if v not in ("logits", "probabilities"):
                 raise _bad(source, key, value, "logits or probabilities")
             out[key] = v
+        elif key == "layout":  # NCHW (the contract) or NHWC (tf2onnx / Keras exports)
+            v = str(value).strip().upper()
+            if v not in LAYOUTS:
+                raise _bad(source, key, value, "nchw or nhwc")
+            out[key] = v
+        elif key == "channels":  # 1: the network takes one luma channel (grayscale); 3: RGB
+            n = _positive_int(source, key, value)
+            if n not in CHANNELS:
+                raise _bad(source, key, value, "1 (grayscale) or 3 (RGB)")
+            out[key] = n
+        elif key == "output":  # which named model output holds the logits (ONNX)
+            if not isinstance(value, str) or not value.strip():
+                raise _bad(source, key, value, "the name of one of the model's outputs")
+            out[key] = value.strip()
         elif key == "extra":
             if not isinstance(value, dict):
                 raise _bad(source, key, value, "a JSON object")
@@ -273,7 +296,7 @@ class Resolved:
 
     def summary(self) -> str:
         """``metadata_source`` text: the sources used, highest first, and any defaulted class names."""
-        used = set(self.sources.values())
+        used = {src for key, src in self.sources.items() if not (key in _SHAPE_FACTS and src == SHAPE_SOURCE)}
         order = [src for src in self.priority if src in used]
         text = "+".join(order) if order else "defaults"
         if self.sources.get("class_names", "").startswith("default"):
@@ -351,3 +374,88 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
     """An exception's message squeezed onto one line (for wrapping library errors)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How a network's rank-4 image input is laid out: ``layout`` (``NCHW`` | ``NHWC``),
+    ``channels`` (1 or 3; ``None`` when the shape leaves it open) and the fixed batch, height and
+    width (``None`` where symbolic)."""
+
+    layout: str
+    channels: int | None
+    batch: int | None
+    height: int | None
+    width: int | None
+
+
+def _fixed_dim(dim: Any) -> int | None:
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
+def input_layout(shape: Sequence[Any], source: str, declared: str | None = None, *, name: str = "input") -> InputLayout:
+    """Read layout and channels off a rank-4 input shape (ints, or names for symbolic dimensions).
+
+    ``declared`` (``--layout`` or metadata ``layout``) decides when given; otherwise the shape
+    does: a channel count of 1 or 3 at dimension 1 is ``NCHW``, at dimension 3 with dimension 1
+    neither 1 nor 3 (so it cannot be NCHW channels) is ``NHWC`` (``1 x 224 x 224 x 3`` from
+    tf2onnx / Keras), and a symbolic dimension 1 with dimension 3 not 1 or 3 stays ``NCHW`` (the
+    contract). A shape that reads both ways (``N x 3 x H x 3``) needs ``--layout``; one with no
+    dimension of 1 or 3 in either place is refused. Raises :class:`ModelError` (one line).
+    """
+    dims = list(shape)
+    if len(dims) != 4:
+        raise ModelError(f"{source}: input {name!r} has rank {len(dims)} (shape {dims}); evalsuite needs N x C x H x W "
+                         f"or N x H x W x C with C 1 or 3")
+    d1, d3 = _fixed_dim(dims[1]), _fixed_dim(dims[3])
+    nchw_ok = d1 in CHANNELS or (d1 is None and d3 not in CHANNELS)
+    nhwc_ok = d3 in CHANNELS and d1 not in CHANNELS
+    if declared is not None:
+        layout = str(declared).upper()
+        cdim = d1 if layout == "NCHW" else d3
+        if cdim is not None and cdim not in CHANNELS:
+            other = " (it reads as NHWC: drop --layout nchw)" if layout == "NCHW" and nhwc_ok else ""
+            raise ModelError(f"{source}: input {name!r} has shape {dims}: {cdim} channels in {layout}, expected 1 or 3"
+                             f"{other}")
+    elif d1 in CHANNELS and d3 in CHANNELS:
+        raise ModelError(f"{source}: input {name!r} has shape {dims}, which reads as NCHW and as NHWC; "
+                         f"pass --layout nchw or --layout nhwc (or metadata 'layout')")
+    elif nchw_ok:
+        layout = "NCHW"
+    elif nhwc_ok:
+        layout = "NHWC"
+    else:
+        raise ModelError(f"{source}: input {name!r} has shape {dims}: neither dimension 1 (NCHW) nor dimension 3 "
+                         f"(NHWC) is 1 (grayscale) or 3 (RGB) channels")
+    if layout == "NCHW":
+        return InputLayout(layout, d1, _fixed_dim(dims[0]), _fixed_dim(dims[2]), _fixed_dim(dims[3]))
+    return InputLayout(layout, d3, _fixed_dim(dims[0]), _fixed_dim(dims[1]), _fixed_dim(dims[2]))
+
+
+def apply_input_layout(res: Resolved, found: InputLayout, source: str) -> None:
+    """Record ``found`` (read off the input shape) in ``res``: layout and a fixed channel count
+    come from the shape unless declared, and must agree with what metadata declares; a
+    single-channel model's mean and std must be one value each (they apply to the luma channel)."""
+    declared = res.sources.get("layout", "default") != "default"
+    if not declared:
+        res.values["layout"], res.sources["layout"] = found.layout, SHAPE_SOURCE
+    if found.channels is not None:
+        if res.sources.get("channels", "default") != "default" and res.values["channels"] != found.channels:
+            raise ModelError(f"{source}: channels = {res.values['channels']} (from {res.sources['channels']}) but the "
+                             f"model's input has {found.channels}")
+        res.values["channels"], res.sources["channels"] = found.channels, SHAPE_SOURCE
+    check_channel_stats(res, source)
+
+
+def check_channel_stats(res: Resolved, source: str) -> None:
+    """A single-channel model takes one mean and one std (given once, or three equal values)."""
+    if res.values.get("channels") != 1:
+        return
+    for key in ("mean", "std"):
+        vals = res.values.get(key)
+        if vals is not None and len(set(vals)) != 1:
+            where = res.sources.get(key, "metadata")
+            raise (UsageError if where == "flags" else ModelError)(
+                f"{source}: the model takes 1 (grayscale) channel but {key} from {where} has 3 different values "
+                f"{list(vals)}; give one value"
+            )

@@ -3,23 +3,30 @@
 White-box attacks need gradients; an ONNX file only runs forward in onnxruntime. The bridge is
 what :meth:`OnnxModel.torch_module <evalsuite.models.onnx_model.OnnxModel.torch_module>` returns,
 so it lives with the model adapters; :mod:`evalsuite.attacks.bridge` re-exports it. The bridge
-converts the graph to torch with onnx2torch, after two repairs that onnx2torch 1.5 needs on
-files written by the current torch exporter:
+converts the graph to torch with onnx2torch, after the repairs that onnx2torch 1.5 needs on
+files written by the current torch exporters:
 
 1. ``onnxscript.optimizer.optimize`` folds constants and removes the ``Identity``-wrapped
    initializers and ``CastLike``/``Shape`` chains the exporter emits;
-2. ``onnx.version_converter`` lowers opset 18+ graphs to opset 17, and ``Reshape`` nodes lose
-   ``allowzero=1`` (onnx2torch refuses it; on non-empty tensors it cannot change the result,
-   because a shape holding a 0 with ``allowzero=1`` would describe an empty output).
+2. ``onnx.version_converter`` lowers opset 18+ graphs to opset 17 (opset-18 ``Split`` nodes,
+   which it has no adapter for, are first rewritten as the equivalent ``Slice`` nodes where the
+   split sizes are static), and ``Reshape`` nodes lose ``allowzero=1`` (onnx2torch refuses it;
+   on non-empty tensors it cannot change the result, because a shape holding a 0 with
+   ``allowzero=1`` would describe an empty output);
+3. shape inference fills in every static shape (onnx2torch sizes ``LayerNormalization`` from
+   them; without, ConvNeXt-style channels-last norms in EdgeNeXt fail).
 
-The converted network is wrapped in :class:`~evalsuite.models.pixel.PixelSpaceModel` with the
-model's mean/std/channel order, then its logits are compared with ``model.predict``
-(onnxruntime) on real inputs. The largest absolute difference is recorded on the module
+Only the graph output the adapter reads (``info.output_name``, ``--output``) is kept. The
+converted network is wrapped in :class:`~evalsuite.models.pixel.PixelSpaceModel` with the
+model's mean/std/channel order, layout and channel count (an NHWC graph gets the NCHW batch
+permuted, a single-channel graph BT.601 luma, as ``predict`` feeds onnxruntime), then its
+logits are compared with ``model.predict`` (onnxruntime) on real inputs. The largest absolute difference is recorded on the module
 (``bridge_max_abs_diff``) and the bridge is refused with a :class:`~evalsuite.errors.ModelError`
 when it exceeds ``tolerance x max(1, max |logit|)`` (default tolerance 1e-3; TF32 is switched
 off during the check so a GPU comparison measures the conversion, not TF32 rounding).
 
-Bridges (and conversion failures) are cached per model file, hash and device; a later call
+Bridges (and conversion failures) are cached per model file, hash, device and the preprocessing
+the wrapper bakes in; a later call
 with new inputs re-runs only the parity check on them, and the recorded difference is the
 largest over every check so far.
 """
@@ -43,7 +50,7 @@ TARGET_OPSET = 17
 _RANDOM_CHECK_BATCH = 8
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str, str], _Entry] = {}
+_cache: dict[tuple[Any, ...], _Entry] = {}
 
 
 @dataclass
@@ -62,11 +69,15 @@ def clear_bridge_cache() -> None:
         _cache.clear()
 
 
-def _cache_key(model: Any, device: str) -> tuple[str, str, str]:
+def _cache_key(model: Any, device: str) -> tuple[Any, ...]:
+    """File, hash and device, and what the wrapper bakes in from the model's info (mean/std,
+    channel order, layout, channels, the output kept): flags can change those for one file."""
     path = getattr(model, "path", None)
     path_s = os.path.realpath(str(path)) if path is not None else f"id:{id(model)}"
-    sha = str(getattr(getattr(model, "info", None), "sha256", ""))
-    return (path_s, sha, str(device))
+    info = getattr(model, "info", None)
+    sha = str(getattr(info, "sha256", ""))
+    baked = tuple(str(getattr(info, k, None)) for k in ("mean", "std", "channel_order", "layout", "channels", "output_name"))
+    return (path_s, sha, str(device), *baked)
 
 
 def _default_opset(proto: Any) -> int:
@@ -96,6 +107,69 @@ def _drop_reshape_allowzero(proto: Any) -> int:
     return count
 
 
+def _splits_to_slices(proto: Any) -> int:
+    """Rewrite the top graph's ``Split`` nodes as ``Slice`` nodes where the split sizes are static.
+
+    onnx's version converter has no opset 18 -> 17 adapter for ``Split`` (opset 18 added
+    ``num_outputs``), and the dynamo exporter writes one for every ``torch.split`` / ``chunk``
+    (MobileViT, EfficientViT, LeViT). A ``Split`` of a dimension whose length shape inference
+    knows, into ``num_outputs`` parts (the last one smaller when uneven, as the operator defines)
+    or by a constant ``split`` input, is exactly one ``Slice`` per output. Others are left as they
+    are (the converter then refuses them, as before). Returns the number of nodes rewritten.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True).graph
+    except Exception:  # noqa: BLE001 - without shapes nothing is rewritten
+        return 0
+    shapes: dict[str, list[int | None]] = {}
+    for vi in [*inferred.value_info, *inferred.input, *inferred.output]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    new_nodes, count = [], 0
+    for node in graph.node:
+        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+            new_nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        shape = shapes.get(node.input[0])
+        axis = int(attrs.get("axis", 0))
+        sizes: list[int] | None = None
+        if shape is not None:
+            axis = axis + len(shape) if axis < 0 else axis
+            length = shape[axis] if 0 <= axis < len(shape) else None
+            if len(node.input) > 1 and node.input[1]:
+                if node.input[1] in consts:
+                    sizes = [int(v) for v in consts[node.input[1]].reshape(-1)]
+            elif length is not None:
+                k = int(attrs.get("num_outputs", len(node.output)))
+                step = -(-length // k)
+                sizes = [step] * (k - 1) + [length - step * (k - 1)]
+        if sizes is None or len(sizes) != len(node.output) or min(sizes) < 0:
+            new_nodes.append(node)
+            continue
+        start = 0
+        for i, (out, size) in enumerate(zip(node.output, sizes, strict=True)):
+            base = f"{node.name or 'split'}__slice{count}_{i}"
+            for suffix, value in (("starts", start), ("ends", start + size), ("axes", axis)):
+                graph.initializer.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{base}_{suffix}"))
+            new_nodes.append(helper.make_node("Slice", [node.input[0], f"{base}_starts", f"{base}_ends", f"{base}_axes"],
+                                              [out], name=base))
+            start += size
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    return count
+
+
 def prepare_graph(proto: Any) -> tuple[Any, list[str]]:
     """Optimise, lower to opset <= 17 and repair an ONNX ModelProto for onnx2torch.
 
@@ -121,6 +195,9 @@ def prepare_graph(proto: Any) -> tuple[Any, list[str]]:
             lg.setLevel(level)
     opset = _default_opset(proto)
     if opset > TARGET_OPSET:
+        n = _splits_to_slices(proto) if opset >= 18 else 0
+        if n:
+            notes.append(f"{n} opset-18 Split node(s) rewritten as Slice")
         try:
             proto = version_converter.convert_version(proto, TARGET_OPSET)
         except Exception as exc:  # noqa: BLE001 - reported as the refusal reason
@@ -132,7 +209,29 @@ def prepare_graph(proto: Any) -> tuple[Any, list[str]]:
     n = _drop_reshape_allowzero(proto)
     if n:
         notes.append(f"allowzero dropped on {n} Reshape node(s)")
+    try:  # onnx2torch sizes LayerNormalization from value_info: make every static shape known to it
+        import onnx
+
+        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - best effort; the parity check judges the result
+        notes.append(f"shape inference skipped ({type(exc).__name__})")
     return proto, notes
+
+
+def _keep_output(proto: Any, name: str | None) -> list[str]:
+    """Keep only graph output ``name`` (the one the ONNX adapter reads; ``--output``), in place.
+
+    The optimiser then drops the nodes only the other outputs needed, and the converted module
+    returns the logits the adapter scores. ``None`` or an unknown name leaves the graph as it is
+    (the first output is then kept by :func:`_first_output_module`).
+    """
+    names = [o.name for o in proto.graph.output]
+    if name is None or name not in names or len(names) == 1:
+        return []
+    kept = [o for o in proto.graph.output if o.name == name]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    return [f"output {name!r} kept of {', '.join(names)}"]
 
 
 def _first_output_module(net: Any) -> Any:
@@ -208,7 +307,9 @@ def convert_onnx(proto: Any, info: Any) -> tuple[Any, list[str]]:
 
     from evalsuite.models.pixel import PixelSpaceModel
 
-    proto, notes = prepare_graph(proto)
+    notes = _keep_output(proto, getattr(info, "output_name", None))
+    proto, more = prepare_graph(proto)
+    notes += more
     inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     if len(inputs) != 1:
         raise ModelError(f"ONNX gradient bridge: the graph has {len(inputs)} inputs; evalsuite models take one image input")
@@ -231,7 +332,13 @@ def convert_onnx(proto: Any, info: Any) -> tuple[Any, list[str]]:
             raise ModelError(f"ONNX gradient bridge: unsupported input element type {onnx.TensorProto.DataType.Name(elem)}")
         net = _cast_module(net, dtypes[elem])
         notes.append(f"input cast to {dtypes[elem]}")
-    module = PixelSpaceModel(net, info.mean, info.std, getattr(info, "channel_order", "RGB")).eval()
+    layout, channels = getattr(info, "layout", "NCHW"), int(getattr(info, "channels", 3))
+    module = PixelSpaceModel(net, info.mean, info.std, getattr(info, "channel_order", "RGB"),
+                             layout=layout, channels=channels).eval()
+    if layout == "NHWC":
+        notes.append("NCHW input permuted to the graph's NHWC")
+    if channels == 1:
+        notes.append("RGB input reduced to BT.601 luma for the graph's single channel")
     for p in module.parameters():
         p.requires_grad_(False)
     return module, notes

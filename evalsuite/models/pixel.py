@@ -12,9 +12,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from evalsuite.models.base import luma
+
 
 class PixelSpaceModel(nn.Module):
-    """``network((reorder(x) - mean) / std)`` for ``x`` float NCHW RGB in [0, 1]."""
+    """``network(layout((channels(reorder(x)) - mean) / std))`` for ``x`` float NCHW RGB in [0, 1].
+
+    ``channels=1``: a grayscale network, fed BT.601 luma (:func:`evalsuite.models.base.luma`)
+    normalised by the first mean/std value. ``layout="NHWC"``: the normalised batch is permuted to
+    ``N x H x W x C`` (tf2onnx / Keras exports). Defaults keep the plain NCHW RGB network. A
+    network returning several outputs yields the first (the logits ``predict`` reads).
+    """
 
     def __init__(
         self,
@@ -22,16 +30,32 @@ class PixelSpaceModel(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         channel_order: str = "RGB",
+        *,
+        layout: str = "NCHW",
+        channels: int = 3,
     ) -> None:
         super().__init__()
         if channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
         self.network = network
         self.channel_order = channel_order
-        self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([float(s) for s in std]).view(1, 3, 1, 1))
+        self.layout = layout
+        self.channels = channels
+        stats = [[float(m) for m in mean][:channels], [float(s) for s in std][:channels]]
+        self.register_buffer("mean", torch.tensor(stats[0]).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(stats[1]).view(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channel_order == "BGR":
+        if self.channels == 1:
+            x = luma(x)  # channel order does not matter for luma: the weights are per colour
+        elif self.channel_order == "BGR":
             x = x.flip(1)
-        return self.network((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        if self.layout == "NHWC":
+            x = x.permute(0, 2, 3, 1)
+        out = self.network(x)
+        return out[0] if isinstance(out, (tuple, list)) else out  # the logits, as predict() reads them

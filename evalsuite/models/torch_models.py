@@ -34,15 +34,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evalsuite.errors import ModelError
+from evalsuite.errors import ModelError, UsageError
 from evalsuite.models.base import Model, ModelInfo
 from evalsuite.models.formats import ModelFormat, register_model_format
 from evalsuite.models.metadata import (
     METADATA_KEY,
+    SHAPE_SOURCE,
+    InputLayout,
     MissingMetadataError,
     Resolved,
+    apply_input_layout,
+    check_channel_stats,
     file_sha256,
     finish_class_names,
+    input_layout,
     merge,
     missing_error,
     one_line,
@@ -132,14 +137,10 @@ def _set_eval(wrapper: Any, exported: bool) -> Any:
     return wrapper.eval()
 
 
-def _input_layout(shape: Any, source: str) -> tuple[int | None, int | None, int | None]:
-    """(fixed batch, fixed H, fixed W) of a .pt2 input, checking rank and channels."""
-    dims = [d if isinstance(d, int) else None for d in shape]
-    if len(dims) != 4:
-        raise ModelError(f"{source}: the input has rank {len(dims)}; evalsuite needs N x 3 x H x W")
-    if dims[1] is not None and dims[1] != 3:
-        raise ModelError(f"{source}: the input has {dims[1]} channels (shape {list(shape)}), expected 3")
-    return dims[0], dims[2], dims[3]
+def _input_layout(shape: Any, source: str, declared: str | None) -> InputLayout:
+    """Layout, channels and fixed batch/H/W of a .pt2 input (:func:`input_layout`)."""
+    dims = [d if isinstance(d, int) else f"s{i}" for i, d in enumerate(shape)]
+    return input_layout(dims, source, declared)
 
 
 def _num_outputs(wrapper: Any, input_size: tuple[int, int], batch: int, device: Any, dtype: Any, source: str) -> int:
@@ -179,7 +180,12 @@ def _build(
     if res.missing():
         raise missing_error(source, res, found)
     v = res.values
-    wrapper = PixelSpaceModel(network, v["mean"], v["std"], v["channel_order"])
+    if v.get("output") is not None:
+        raise UsageError(f"{source}: output {v['output']!r} (from {res.sources['output']}) names an ONNX output; "
+                         f"a {fmt} model's first output is its logits")
+    check_channel_stats(res, source)
+    wrapper = PixelSpaceModel(network, v["mean"], v["std"], v["channel_order"], layout=v["layout"],
+                              channels=int(v["channels"]))
     wrapper = _set_eval(wrapper.to(device), exported)
     dtypes = [p.dtype for p in network.parameters() if p.is_floating_point()]
     dtype = dtypes[0] if dtypes else torch.float32
@@ -204,6 +210,8 @@ def _build(
         metadata_source=res.summary(),
         temperature=float(v["temperature"]),
         extra=info_extra,
+        layout=v["layout"],
+        channels=int(v["channels"]),
     )
     model = TorchModel(wrapper, info, device, fixed_batch=fixed_batch)
     model.inspection = {**(found or {}), "metadata_source": info.metadata_source}
@@ -260,7 +268,9 @@ def load_torchscript(path: str | Path, *, device: str, overrides: dict[str, Any]
         ) from None
     embedded = _extra_metadata(extra_files.get(METADATA_KEY), f"{path} extra file {METADATA_KEY!r}")
     res = merge(_layers_with_sidecar(path, embedded, "extra_files"), overrides)
-    found = _found("torchscript", str(path), res, device, inputs=[{"name": "input", "shape": ["N", 3, "H", "W"]}],
+    c = res.values["channels"]
+    shape = ["N", "H", "W", c] if res.values["layout"] == "NHWC" else ["N", c, "H", "W"]  # as declared (or the contract)
+    found = _found("torchscript", str(path), res, device, inputs=[{"name": "input", "shape": shape}],
                    outputs=[], sidecar=_sidecar_name(path))
     return _build(network, res, fmt="torchscript", source=str(path), sha256=file_sha256(path), device=device,
                   found=found)
@@ -295,12 +305,15 @@ def load_exported(path: str | Path, *, device: str, overrides: dict[str, Any] | 
     node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0])
     val = node.meta.get("val")
     shape = list(val.shape) if val is not None else []
-    fixed_batch, fh, fw = _input_layout(shape, str(path))
     embedded = _extra_metadata(extra_files.get(METADATA_KEY), f"{path} extra file {METADATA_KEY!r}")
     layers = _layers_with_sidecar(path, embedded, "extra_files")
+    declared = merge(layers, overrides)
+    lay = _input_layout(shape, str(path), declared.values["layout"] if declared.sources["layout"] != "default" else None)
+    fixed_batch, fh, fw = lay.batch, lay.height, lay.width
     if fh and fw:
-        layers.append(("model input shape", {"input_size": (fh, fw)}))
+        layers.append((SHAPE_SOURCE, {"input_size": (fh, fw)}))
     res = merge(layers, overrides)
+    apply_input_layout(res, lay, str(path))
     if fh and fw and "input_size" in res.values and tuple(res.values["input_size"]) != (fh, fw):
         got = res.values["input_size"]
         raise ModelError(

@@ -34,7 +34,8 @@ from evalsuite.gates import FAIL, PASS, SKIP, WARN, GateOutcome
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-SECTION_ORDER = ("clean", "corruption", "device", "adversarial", "calibration", "slices")
+SECTION_ORDER = ("clean", "compare", "preprocessing", "corruption", "device", "adversarial", "calibration", "slices",
+                 "performance")
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -387,6 +388,7 @@ def render_summary(results: dict[str, Any], decision: Decision, scorecard: str =
     acc = clean.get("accuracy")
     if isinstance(acc, dict):
         lines += ["", f"Clean accuracy: **{pct(acc.get('value'))}** (95% CI {ci(acc)}, n={_md_cell(acc.get('n'))})."]
+    lines += compare_table(results.get("metrics", {}).get("compare"))
     prov = results.get("provenance", {})
     lines += ["", f"Decided by policy {_md_code(decision.policy_text)}, exit on {_md_cell(decision.fail_on)}."]
     if decision.baseline is not None:
@@ -403,6 +405,46 @@ def render_summary(results: dict[str, Any], decision: Decision, scorecard: str =
         "",
     ]
     return "\n".join(lines)
+
+
+#: Rows of the candidate-vs-reference table in summary.md (the scorecard lists every condition).
+COMPARE_ROWS = 12
+
+
+def compare_table(compare: Any) -> list[str]:
+    """summary.md's compact candidate-vs-reference table (``run --reference``, ``evalsuite
+    compare``): clean first, then the conditions with the largest accuracy drop."""
+    if not isinstance(compare, dict) or not compare:
+        return []
+
+    def diff(node: Any) -> float:
+        v = (node.get("accuracy_diff") or {}).get("value") if isinstance(node, dict) else None
+        return v if isinstance(v, (int, float)) else math.inf
+
+    keys = sorted(compare, key=lambda k: (k != "clean", diff(compare[k])))
+    lines = ["", "Candidate vs reference (paired on identical inputs; difference = candidate minus reference):", "",
+             "| Condition | Candidate | Reference | Difference (95% CI) | McNemar p | Fixed | Broken |",
+             "|---|---|---|---|---|---|---|"]
+    for key in keys[:COMPARE_ROWS]:
+        node = compare[key]
+        if not isinstance(node, dict) or not isinstance(node.get("accuracy_diff"), dict):
+            continue
+        d = node["accuracy_diff"]
+        lo, hi = d.get("ci") or (None, None)
+        interval = f" [{lo * 100:+.1f}, {hi * 100:+.1f}]" if lo is not None and hi is not None else ""
+        change = f"{d['value'] * 100:+.1f}{interval} pts" if d.get("value") is not None else "n/a"
+        lines.append(f"| {_md_code(key)} | {pct((node.get('candidate_accuracy') or {}).get('value'))} | "
+                     f"{pct((node.get('reference_accuracy') or {}).get('value'))} | {change} | "
+                     f"{fmt((node.get('mcnemar_p') or {}).get('value'))} | {_count((node.get('fixed') or {}).get('value'))} | "
+                     f"{_count((node.get('broken') or {}).get('value'))} |")
+    if len(keys) > COMPARE_ROWS:
+        lines.append(f"| … {len(keys) - COMPARE_ROWS} more in the scorecard | | | | | | |")
+    return lines
+
+
+def _count(x: Any) -> str:
+    """An exact count stored as a number (``2.0``) as people write it (``2``)."""
+    return fmt(int(x)) if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
 
 
 def _md_link(target: str) -> str:

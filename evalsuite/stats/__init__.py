@@ -9,7 +9,9 @@ keeping their own copies, so a fix to an interval or a loss reaches every report
 - :mod:`~evalsuite.stats.simultaneous`: max-t critical values for simultaneous intervals;
 - :mod:`~evalsuite.stats.probability`: softmax, NLL, predicted class and correctness;
 - :mod:`~evalsuite.stats.binning`: confidence bins and ECE/MCE from bin sums;
-- :mod:`~evalsuite.stats.split`: stratified splits.
+- :mod:`~evalsuite.stats.split`: stratified splits;
+- :mod:`~evalsuite.stats.sample_size`: the sample size of a proportion for a target CI half-width;
+- :mod:`~evalsuite.stats.paired`: exact McNemar and the paired bootstrap of two models on the same samples.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from evalsuite.stats.probability import (
     softmax,
     to_numpy,
 )
+from evalsuite.stats.sample_size import proportion_half_width, proportion_sample_size
 from evalsuite.stats.simultaneous import (
     absmax_interval,
     bootstrap_se,
@@ -92,4 +95,5 @@ __all__ = [
     "to_numpy", "width_bins",
     "absmax_interval", "bootstrap_se", "critical_value", "extreme_interval", "max_abs_t", "pair_index", "t_factor",
     "allocate", "allocated_sizes", "draw_order", "fraction_sizes", "hash_order", "shuffle_order", "stratified_split",
+    "proportion_half_width", "proportion_sample_size",
 ]

@@ -32,6 +32,9 @@ SUITES.register("corruption", "evalsuite.suites.corruption:CorruptionSuite", "Im
 SUITES.register("calibration", "evalsuite.suites.calibration:CalibrationSuite", "ECE family on every condition, temperature scaling on a held-out split, ECE under shift")
 SUITES.register("slices", "evalsuite.suites.slices:SliceSuite", "per-slice bias audit: group metrics, disparities with CIs, on every condition")
 SUITES.register("device", "evalsuite.suites.device:DeviceSuite", "simulated device profiles, per-operation severity ladder, real per-device shift")
+SUITES.register("compare", "evalsuite.suites.compare:CompareSuite", "paired candidate vs --reference model on identical inputs: accuracy diff, McNemar, flips, ECE diff")
+SUITES.register("performance", "evalsuite.suites.performance:PerformanceSuite", "latency p50/p95/p99 at batch 1, throughput, peak RSS/GPU memory, file size, parameters, MACs")
+SUITES.register("preprocessing", "evalsuite.suites.preprocessing:PreprocessingSuite", "preprocessing parity: declared pipeline vs plausible mistakes (channel order, scale, mean/std, crop, filter), training record")
 
 
 def register_suite(name: str, description: str = "") -> Callable[[type], type]:

@@ -13,6 +13,15 @@ onnxruntime on real images of the run. The stored predictions always come from
 be had, the suite runs the query-only Square attack through ``model.predict`` and marks every
 number "black-box only" (an upper bound on robustness), with the reason.
 
+With ``surrogate`` (``--attack-surrogate MODEL``) the white-box attacks run on the surrogate's
+differentiable module instead (an INT8 model's FP32 source, whose gradients the quantized graph
+does not offer) and the deployed model is scored on the pixels they produce: a *transfer*
+attack, recorded as mode ``transfer`` with the surrogate's identity in every condition's params,
+``adversarial.white_box`` (``attack_mode``, ``surrogate``) and the scorecard. The surrogate must
+classify the same classes at the same input geometry; one without a checked differentiable
+module is an error (exit 2), never a silent fall-back. Query-only attacks of the tier (Square)
+still query the deployed model.
+
 Options (``suites: {adversarial: {...}}`` in a suite preset):
 
 - ``tier``: ``smoke`` (default; FGSM + PGD-10), ``standard`` (APGD-CE + APGD-T, 100 iterations,
@@ -32,6 +41,7 @@ Options (``suites: {adversarial: {...}}`` in a suite preset):
   samples get the Square check at the largest epsilon of each norm with ``blackbox_queries``
   queries (default 300 in smoke, 5000 otherwise); ``large_eps`` (default 0.5, L-inf) and
   ``sanity_n`` (default 32) set the large-epsilon check.
+- ``surrogate`` (model spec, none): craft the attacks on this model (a transfer attack, above).
 - ``bridge_tolerance``: refuse the ONNX bridge when its logits differ from onnxruntime's by more
   than this times ``max(1, max |logit|)`` (default 1e-3).
 - ``examples``: example pairs shown per norm (default 3); ``amp`` / ``channels_last``: run
@@ -83,6 +93,9 @@ SANITY_PGD_STEPS = 20
 LONG_RUN_SECONDS = 300.0
 MODE_WHITE = "white-box"
 MODE_BLACK = "black-box only"
+MODE_TRANSFER = "transfer"
+#: ``adversarial.white_box``'s ``attack_mode`` for each mode.
+ATTACK_MODES = {MODE_WHITE: "white-box", MODE_BLACK: "black-box", MODE_TRANSFER: "transfer"}
 
 
 @dataclass(eq=False)
@@ -129,7 +142,7 @@ class AttackCondition(Condition):
     def cost(self, n: int) -> tuple[float, float]:
         """Sample-passes for the run plan (:meth:`Condition.cost`): the upper bound of
         :meth:`passes_per_sample`, white-box unless the suite already knows it runs black-box."""
-        whitebox = self.state is None or self.state.mode == MODE_WHITE
+        whitebox = self.state is None or self.state.mode != MODE_BLACK
         fb, f = self.passes_per_sample(self.state.n_classes if self.state is not None else 2, whitebox)
         extra = len(self.blackbox_ids) * (self.blackbox_queries + 3)
         return float(n * f + extra), float(n * fb)
@@ -157,8 +170,11 @@ class AttackCondition(Condition):
 class _State:
     """What the suite's conditions share: the engine, the white-box module and how it was obtained."""
 
-    def __init__(self, settings: Any, tolerance: float, amp: bool, channels_last: bool, seed: int) -> None:
+    def __init__(self, settings: Any, tolerance: float, amp: bool, channels_last: bool, seed: int,
+                 surrogate: str | None = None) -> None:
         self.settings = settings
+        self.surrogate_spec = surrogate
+        self.surrogate: dict[str, Any] | None = None  # identity of the surrogate (transfer mode)
         self.tolerance = tolerance
         self.amp = amp
         self.channels_last = channels_last
@@ -184,10 +200,14 @@ class _State:
             settings=self.settings,
             amp=self.amp,
             channels_last=self.channels_last,
-            check_agreement=bool(self.bridge and self.bridge.get("used")),
+            # In transfer mode the module is another model: its disagreeing with the deployed one is
+            # the attack failing to transfer, not a bridge fault.
+            check_agreement=bool(self.bridge and self.bridge.get("used")) and self.mode != MODE_TRANSFER,
         )
 
     def _white_box_module(self, run: RunContext, inputs: Any) -> Any:
+        if self.surrogate_spec is not None:
+            return self._surrogate_module(run, inputs)
         model = run.model
         try:
             # The model knows how it offers gradients: its own torch module, or (ONNX) the gradient
@@ -201,6 +221,43 @@ class _State:
             self.reason = str(exc)
             log.warning("adversarial: no white-box attacks (%s); running black-box Square through model.predict", exc)
             return None
+
+    def _surrogate_module(self, run: RunContext, inputs: Any) -> Any:
+        """The surrogate's checked differentiable module (transfer mode); any failure is exit 2."""
+        from evalsuite.models import load_model
+        from evalsuite.models.formats import find_format
+
+        spec = str(self.surrogate_spec)
+        model = run.model
+        device = str(run.device)
+        if find_format(spec).name == "onnx":  # onnxruntime may lack the CUDA provider: let it fall back to the CPU
+            device = "auto" if device.startswith("cuda") else "cpu"
+        surrogate = load_model(spec, device=device)
+        a, b = model.info, surrogate.info
+        for what, mine, theirs in (("class names", tuple(a.class_names), tuple(b.class_names)),
+                                   ("input size", tuple(a.input_size), tuple(b.input_size)),
+                                   ("resize", a.resize, b.resize), ("interpolation", a.interpolation, b.interpolation)):
+            if mine != theirs:
+                raise UsageError(f"--attack-surrogate {spec}: its {what} ({theirs}) differ from the model's ({mine}); "
+                                 "a transfer attack needs a surrogate of the same classes and input geometry")
+        try:
+            module, check = surrogate.checked_torch_module(inputs, tolerance=self.tolerance, device=run.device)
+        except ModelError as exc:
+            raise ModelError(f"--attack-surrogate {spec}: no checked differentiable module ({exc})") from None
+        from evalsuite.quantize.record import quantization_record
+
+        record = quantization_record(model)
+        source_sha = ((record or {}).get("source_model") or {}).get("sha256")
+        self.surrogate = {"source": spec, "format": b.format, "sha256": b.sha256,
+                          "is_quantization_source": None if source_sha is None else source_sha == b.sha256}
+        if source_sha is not None and source_sha != b.sha256:
+            log.warning("adversarial: surrogate %s is not the FP32 source the INT8 model was quantized from (sha256 "
+                        "%s..., recorded %s...); the transfer attack still runs", spec, b.sha256[:12], source_sha[:12])
+        self.bridge = check
+        self.mode = MODE_TRANSFER
+        self.reason = f"attacks crafted on {spec} (sha256 {b.sha256[:12]}) and scored on {a.source}"
+        log.info("adversarial: transfer attack from %s", spec)
+        return module
 
 
 def _png_pair(clean: np.ndarray, adv: np.ndarray) -> tuple[bytes, bytes, bytes, float]:
@@ -240,6 +297,7 @@ class AdversarialOptions:
     large_eps: Eps = 0.5  # L-inf epsilon of the large-epsilon check
     sanity_n: int = 32
     bridge_tolerance: float = 1e-3
+    surrogate: str | None = None  # craft the attacks on this model: a transfer attack (--attack-surrogate)
     examples: int = DEFAULT_EXAMPLES  # example pairs shown per norm
     amp: bool = False
     channels_last: bool = False
@@ -272,6 +330,8 @@ class AdversarialOptions:
             value, minimum = getattr(self, name), 0 if name in ("blackbox_n", "examples") else 1
             if value is not None and value < minimum:
                 raise UsageError(f"suite 'adversarial': option {name} must be an integer >= {minimum}, got {value!r}")
+        if self.surrogate is not None and not self.surrogate.strip():
+            raise UsageError("suite 'adversarial': option surrogate must name a model (--attack-surrogate MODEL)")
         tol = self.bridge_tolerance
         if not tol > 0 or not math.isfinite(tol):
             raise UsageError(f"suite 'adversarial': option bridge_tolerance must be a positive number, got {tol!r}")
@@ -313,6 +373,7 @@ class AdversarialSuite(Suite):
         self.amp = o.amp
         self.channels_last = o.channels_last
         self.attack_batch_size = o.attack_batch_size
+        self.surrogate = o.surrogate
         self._state: _State | None = None
         self._conditions: list[AttackCondition] = []
         self._estimate: dict[str, Any] = {}
@@ -338,7 +399,7 @@ class AdversarialSuite(Suite):
 
     def conditions(self, run: RunContext) -> list[Condition]:
         seed = int(run.seed if self.seed is None else self.seed)
-        state = _State(self.settings, self.tolerance, self.amp, self.channels_last, seed)
+        state = _State(self.settings, self.tolerance, self.amp, self.channels_last, seed, self.surrogate)
         state.n_classes = int(run.model.info.num_classes)
         self._state = state
         positions = self._subset_positions(run, seed)
@@ -362,6 +423,8 @@ class AdversarialSuite(Suite):
                   "settings": asdict(self.settings), "attack_batch_size": self.attack_batch_size}
         if state.mode == MODE_BLACK:
             common["reason"] = state.reason
+        if state.mode == MODE_TRANSFER:
+            common["surrogate"] = dict(state.surrogate or {})
         conds: list[AttackCondition] = []
         for norm in self.norms:
             conds += self._threat_conditions(norm, self._attack_names(norm, run.model.info.num_classes, state),
@@ -378,7 +441,7 @@ class AdversarialSuite(Suite):
         """The attacks that run for ``norm``: the tier's (or configured) ones it supports; Square when black-box."""
         from evalsuite.attacks.runners import supported
 
-        if state.mode != MODE_WHITE:
+        if state.mode == MODE_BLACK:
             return ["square"]
         names = []
         for a in self.attacks:
@@ -426,7 +489,7 @@ class AdversarialSuite(Suite):
 
         from evalsuite.attacks.threat import NORM_LABELS
 
-        names = ("pgd",) if state.mode == MODE_WHITE else ("square",)
+        names = ("square",) if state.mode == MODE_BLACK else ("pgd",)
         settings = replace(self.settings, pgd_steps=max(SANITY_PGD_STEPS, self.settings.pgd_steps))
         params = dict(common, norm="linf", norm_label=NORM_LABELS["linf"], eps=self.large_eps.value,
                       eps_label=self.large_eps.label, eps_key=self.large_eps.key, attacks=list(names),
@@ -514,7 +577,10 @@ class AdversarialSuite(Suite):
         mode = state.mode if state is not None else (main[0].params.get("mode", MODE_WHITE) if main else MODE_WHITE)
         reason = state.reason if state is not None else (main[0].params.get("reason", "") if main else "")
         whitebox = mode == MODE_WHITE
+        gradients = mode != MODE_BLACK  # white-box attacks ran (on the model, or on a transfer surrogate)
+        surrogate = state.surrogate if state is not None else (main[0].params.get("surrogate") if main else None)
         report = self._report_header(mode, reason, seed, main)
+        report["surrogate"] = surrogate
         if not main:
             report["note"] = "no adversarial conditions ran"
             return SuiteOutput(metrics={}, checks=[], report=report)
@@ -527,14 +593,18 @@ class AdversarialSuite(Suite):
         metrics["worst"] = {"robust_accuracy": dict(worst[2], condition=f"{worst[0]}/{worst[1]}")}
         metrics["violations"] = metric(totals["violations"], totals["outputs"], None, "lower")
         metrics["nonfinite_outputs"] = metric(totals["nonfinite"], totals["outputs"], None, "lower")
-        metrics["white_box"] = metric(1.0 if whitebox else 0.0, 1, None, "higher")
+        metrics["white_box"] = metric(1.0 if whitebox else 0.0, 1, None, "higher", attack_mode=ATTACK_MODES.get(mode, mode),
+                                      **({"surrogate": surrogate} if surrogate else {}))
         if state is not None and state.bridge is not None:
             metrics["bridge"] = {"max_abs_diff": metric(state.bridge["max_abs_diff"], state.bridge["n_checked"], None,
                                                         "lower", tolerance=state.bridge["tolerance"])}
         report["curves"] = self._curves(report, metrics)
-        checks = self._builtin_checks(whitebox, reason)
+        checks = self._builtin_checks(whitebox, reason, transfer=mode == MODE_TRANSFER)
         if self.sanity:
-            metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, whitebox, seed)
+            # Transfer mode: the gradient check applies (to the surrogate), the Square comparison does
+            # not (a query attack on the deployed model beating a transfer attack is expected).
+            metrics["sanity"], sanity_rows, sanity_checks = self._sanity(main, sanity_items, gradients, seed,
+                                                                         blackbox=whitebox)
             report["sanity"] = sanity_rows
             checks.extend(sanity_checks)
         report["examples"] = self._examples(run, main, whitebox)
@@ -600,7 +670,7 @@ class AdversarialSuite(Suite):
         return curves
 
     @staticmethod
-    def _builtin_checks(whitebox: bool, reason: str) -> list[Gate]:
+    def _builtin_checks(whitebox: bool, reason: str, transfer: bool = False) -> list[Gate]:
         """The budget FAIL gate, and the WARN gate when only black-box attacks could run."""
         from evalsuite.attacks.threat import L2_RTOL, LINF_ATOL
 
@@ -613,7 +683,16 @@ class AdversarialSuite(Suite):
                            f"{LINF_ATOL:g} L-inf, {L2_RTOL:g} relative L2) and in [0, 1]; an attack that leaves "
                            "the threat model is a bug in the attack, and its examples were not counted.",
         )]
-        if not whitebox:
+        if transfer:
+            checks.append(Gate.check(
+                "adversarial: white-box attacks ran",
+                "adversarial.white_box",
+                min=1,
+                description="Transfer attack: the attacks were crafted on a surrogate (" + reason + "), not on the "
+                               "deployed model's own gradients. Robust accuracy is an upper bound: a white-box "
+                               "attacker of the deployed model may do better.",
+            ))
+        elif not whitebox:
             checks.append(Gate.check(
                 "adversarial: white-box attacks ran",
                 "adversarial.white_box",
@@ -661,13 +740,13 @@ class AdversarialSuite(Suite):
         return node, row
 
     def _sanity(self, main: list[Predictions], sanity_items: list[Predictions], whitebox: bool,
-                seed: int) -> tuple[dict[str, Any], list[dict[str, Any]], list[Gate]]:
+                seed: int, blackbox: bool | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], list[Gate]]:
         """The gradient-masking checks: (metrics under ``adversarial.sanity``, report rows, WARN gates)."""
         out: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []
         checks: list[Gate] = []
         parts = [_sanity_monotone(main)]
-        if whitebox:
+        if whitebox if blackbox is None else blackbox:
             parts.append(_sanity_blackbox(main))
         if sanity_items:
             parts.append(_sanity_large_eps(sanity_items[0], seed))

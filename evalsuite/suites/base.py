@@ -133,6 +133,8 @@ class RunContext:
     baseline: dict[str, Any] | None = None
     progress: bool = False
     image_source: Any = None  # callable(indices) -> uint8 NHWC at model size; set by the runner
+    target_threads: int | None = None  # --target-threads: threads of the performance measurements
+    reference_model: Any = None  # run --reference: the reference model (the performance suite times it too)
 
     def sample_images(self, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` preprocessed images (uint8 NHWC) and their dataset positions, spread evenly."""

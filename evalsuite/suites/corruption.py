@@ -18,8 +18,14 @@ Options (suite preset ``suites: {corruption: {...}}``):
 - ``baseline_errors``: ``alexnet`` (the published AlexNet ImageNet-C errors; only meaningful
   for an ImageNet classifier on ImageNet images) or the path of a baseline ``results.json``.
   Without it, a ``--baseline`` results file with corruption metrics is used when given.
+- ``n`` / ``ci_half_width``: measure every condition on one seeded stratified subset of ``n``
+  samples, or of the size that gives a 95% CI half-width of ``ci_half_width`` for an accuracy
+  (worst case; 0.02 -> 2401); default every sample. The ``standard`` preset sets
+  ``ci_half_width: 0.02``, ``full`` measures everything (:mod:`evalsuite.suites.subset`).
 
-Metrics (``results.metrics.corruption``), each with a 95% bootstrap CI over samples:
+Metrics (``results.metrics.corruption``), each with a 95% bootstrap CI over samples, all on the
+samples every condition and the clean condition share (the subset, when there is one; ``n`` in
+every leaf), so clean and corrupted accuracies are always paired:
 
 - ``<name>.<severity>.accuracy``; ``<name>.mean_accuracy`` (mean over its severities);
 - ``mean_accuracy`` (mean over every condition: the CI resamples samples and re-averages all
@@ -46,7 +52,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -66,6 +72,7 @@ from evalsuite.stats import (
     percentile_ci,
 )
 from evalsuite.suites.base import RunContext, Suite, SuiteOutput
+from evalsuite.suites.subset import Subset, SubsetOptions, perturbation_subset, subset_of
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +98,13 @@ class CorruptionCondition(Condition):
     name: str = ""
     severity: int = 1
     backend: str = "torch"
+    indices: np.ndarray | None = None  # dataset positions (the suite's subset); None: every sample
+    subset: dict[str, Any] = field(default_factory=dict)  # the subset's params record ({} for every sample)
 
     def __post_init__(self) -> None:
         self.identity = ConditionIdentity(suite=self.suite, kind="corruption", parts=(self.name, int(self.severity)))
         self.key = ""
-        self.params = {"name": self.name, "severity": self.severity, "backend": self.backend}
+        self.params = {"name": self.name, "severity": self.severity, "backend": self.backend, **self.subset}
         super().__post_init__()
 
     def apply(self, x: Any, ctx: BatchContext) -> Any:
@@ -146,18 +155,24 @@ def _mean_ce(values: list[tuple[float, np.ndarray]], n: int, extra: dict[str, An
 
 
 @dataclass
-class CorruptionOptions:
-    """``suites: {corruption: {...}}`` (see the module docstring)."""
+class CorruptionOptions(SubsetOptions):
+    """``suites: {corruption: {...}}`` (see the module docstring); ``n`` and ``ci_half_width``
+    come from :class:`~evalsuite.suites.subset.SubsetOptions`."""
+
+    suite_label: ClassVar[str] = "corruption"
 
     preset: str = "fast"  # fast | benchmark | all
     corruptions: str | list[str] | None = None  # None: the preset's; a string is comma-separated
     severities: int | list[int] | None = None  # None: 1, 3, 5 for the fast preset's list, else 1-5
     backend: str = "torch"  # torch | reference
     baseline_errors: str | None = None  # alexnet | the path of a results.json
+    n: int | str | None = None  # subset size; "all" or null: every sample (unless ci_half_width)
+    ci_half_width: float | None = None  # target 95% CI half-width of an accuracy -> n (worst case p = 0.5)
 
     def __post_init__(self) -> None:
         from evalsuite.corruptions import CORRUPTIONS, NAMES
 
+        self.check_subset()
         if self.preset not in PRESETS:
             raise UsageError(f"suite 'corruption': unknown preset {self.preset!r}{did_you_mean(self.preset, PRESETS)}; "
                              f"valid: {', '.join(PRESETS)}")
@@ -204,6 +219,7 @@ class CorruptionSuite(Suite):
         self.severities = sorted(set(o.severities or default_sevs))
         self.backend = o.backend
         self.baseline_errors = o.baseline_errors
+        self.subset: Subset | None = None  # set by conditions()
 
     # -- conditions ----------------------------------------------------------------------------
 
@@ -228,7 +244,13 @@ class CorruptionSuite(Suite):
             from evalsuite.corruptions.reference import load_reference
 
             load_reference()  # fail before any prediction if the package is missing
-        return [CorruptionCondition(name=n, severity=s, backend=self.backend) for n in self.names for s in self.severities]
+        subset = self.subset = perturbation_subset(self.opts, run.labels, run.seed)
+        if subset.positions is not None:
+            log.info("corruption: every condition on a seeded stratified subset of %d of %d samples", subset.n,
+                     subset.total)
+        return [CorruptionCondition(name=n, severity=s, backend=self.backend, indices=subset.positions,
+                                    subset=subset.params())
+                for n in self.names for s in self.severities]
 
     def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
         cells = [(c.params["name"], int(c.params["severity"])) for c in conditions if c.suite == self.name]
@@ -339,7 +361,17 @@ class CorruptionSuite(Suite):
                 )
             )
         report = self._report(run, cells, per_cell, clean_acc, mean_acc, mce_info, n)
+        report["subset"] = self._subset_report(items, len(clean))
         return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    def _subset_report(self, items: list[Predictions], n_clean: int) -> dict[str, Any] | None:
+        """The scorecard's subset line; None when the conditions cover every sample."""
+        if subset_of(items) is None:
+            return None
+        if self.subset is not None and self.subset.positions is not None:
+            return self.subset.report()
+        n = min(len(p) for p in items)
+        return {"n": n, "of": n_clean, "subset": True, "target_half_width": self.opts.ci_half_width}
 
     @staticmethod
     def _replicates(c0: np.ndarray, mat: np.ndarray, seed: int) -> np.ndarray:

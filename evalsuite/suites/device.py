@@ -14,6 +14,11 @@ Options (suite preset ``suites: {device: {...}}``):
   ``all`` or ``[]``. Default: ``resolution, jpeg, sensor_noise, lens_blur, white_balance``.
 - ``severities``: ladder severities (1-5). Default ``[1, 3, 5]``.
 - ``device_column``: a data column naming the capturing device (``--capture-column camera``).
+- ``n`` / ``ci_half_width``: measure every profile and ladder condition on one seeded stratified
+  subset of ``n`` samples, or of the size giving a 95% CI half-width of ``ci_half_width`` for an
+  accuracy (worst case; 0.02 -> 2401); default every sample. Drops pair each subset sample with
+  its own clean prediction (:mod:`evalsuite.suites.subset`). Real device shift is clean data
+  and always uses every sample.
 
 Conditions: ``device/<profile>`` and ``device/op/<operation>/<severity>``.
 
@@ -37,7 +42,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,6 +63,7 @@ from evalsuite.stats import (
     percentile_ci,
 )
 from evalsuite.suites.base import RunContext, Suite, SuiteOutput
+from evalsuite.suites.subset import Subset, SubsetOptions, perturbation_subset, subset_of
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +85,22 @@ def _names(value: str | list[str] | None) -> list[str] | str | None:
 
 
 @dataclass
-class DeviceOptions:
-    """``suites: {device: {...}}`` (see the module docstring)."""
+class DeviceOptions(SubsetOptions):
+    """``suites: {device: {...}}`` (see the module docstring); ``n`` and ``ci_half_width`` come
+    from :class:`~evalsuite.suites.subset.SubsetOptions`."""
+
+    suite_label: ClassVar[str] = "device"
 
     profiles: str | list[str] | None = None  # None: built-ins (the file's only, with profiles_file); all; names
     profiles_file: str | None = None  # a YAML file of the user's own profiles (--device-profiles)
     operations: str | list[str] | None = None  # None: DEFAULT_LADDER_OPS; all; names; []
     severities: int | str | list[int] = field(default_factory=lambda: list(DEFAULT_SEVERITIES))
     device_column: str | None = None  # the data column naming each image's capture device
+    n: int | str | None = None  # subset size; "all" or null: every sample (unless ci_half_width)
+    ci_half_width: float | None = None  # target 95% CI half-width of an accuracy -> n (worst case p = 0.5)
 
     def __post_init__(self) -> None:
+        self.check_subset()
         self.profiles = _names(self.profiles)
         self.operations = _names(self.operations)
         if self.profiles_file is not None and not self.profiles_file.strip():
@@ -184,6 +196,7 @@ class DeviceSuite(Suite):
         self.operations = list(dict.fromkeys(ops))
         self.severities = sorted(set(o.severities))
         self.device_column: str | None = o.device_column
+        self.subset: Subset | None = None  # set by conditions()
 
     # ------------------------------------------------------------------------------ conditions
 
@@ -220,7 +233,14 @@ class DeviceSuite(Suite):
 
     def conditions(self, run: RunContext) -> list[Any]:
         self._check_column(run)
-        return self.build_conditions()
+        conds = self.build_conditions()
+        subset = self.subset = perturbation_subset(self.opts, run.labels, run.seed)
+        if subset.positions is not None:
+            log.info("device: every condition on a seeded stratified subset of %d of %d samples", subset.n, subset.total)
+            for c in conds:
+                c.indices = subset.positions
+                c.params.update(subset.params())
+        return conds
 
     def metric_specs(self, run: RunContext, conditions: Sequence[Condition]) -> list[MetricSpec]:
         pair = ("accuracy", "drop")
@@ -246,13 +266,28 @@ class DeviceSuite(Suite):
         ref = _CleanReference(clean, preds, int(run.seed))
         metrics: dict[str, Any] = {}
         checks: list[Gate] = []
-        report: dict[str, Any] = {"clean_accuracy": float(ref.correct.mean()) if len(ref.correct) else None}
+        mine = preds.by_suite(self.name)
+        report: dict[str, Any] = {"clean_accuracy": self._clean_accuracy(ref, mine), "subset": None}
+        if subset_of(mine) is not None:
+            report["subset"] = (self.subset.report() if self.subset is not None and self.subset.positions is not None
+                                else {"n": min(len(p) for p in mine), "of": len(clean), "subset": True,
+                                      "target_half_width": self.opts.ci_half_width})
         self._profiles_section(ref, metrics, checks, report)
         self._ops_section(ref, metrics, report)
         if self.device_column is not None:
             metrics["real"], report["real"] = self._real_shift(run, clean, ref.correct, ref.seed)
         self._thumbnails(run, report)
         return SuiteOutput(metrics=metrics, checks=checks, report=report)
+
+    @staticmethod
+    def _clean_accuracy(ref: _CleanReference, mine: list[Predictions]) -> float | None:
+        """Clean accuracy on the samples the suite's conditions cover (the subset, if any), the
+        reference the profile chart draws: every drop pairs a condition with these same samples."""
+        if not mine:
+            return float(ref.correct.mean()) if len(ref.correct) else None
+        covered = np.unique(np.concatenate([np.asarray(p.index, dtype=np.int64) for p in mine]))
+        rows = [ref.position[int(i)] for i in covered if int(i) in ref.position]
+        return float(ref.correct[rows].mean()) if rows else None
 
     def _profiles_section(
         self, ref: _CleanReference, metrics: dict[str, Any], checks: list[Gate], report: dict[str, Any]
