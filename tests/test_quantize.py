@@ -335,3 +335,22 @@ def test_quantize_checks_evaluation_data_before_calibrating(digits_onnx, tmp_pat
                "--data", str(tmp_path / "missing")])
     assert rc == 2 and not out.exists()
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_int8_model_counts_the_weights_of_its_fp32_source(digits_onnx, int8):
+    """Quantized weights are stored as integers behind DequantizeLinear: they are still weights,
+    the scales and zero points are not. Hand check on the demo CNN: FP32 float initializers vs INT8
+    integer initializers feeding DequantizeLinear (biases become int32 copies)."""
+    import onnx
+
+    from evalsuite.perf.macs import onnx_parameters
+
+    path, _ = int8
+    fp32, q = onnx_parameters(digits_onnx), onnx_parameters(path)
+    graph = onnx.load(str(path)).graph
+    scales = {i for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") for i in n.input[1:]}
+    weights = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    by_hand = sum(int(np.prod(t.dims)) for t in graph.initializer
+                  if t.name not in scales and (t.data_type == onnx.TensorProto.FLOAT or t.name in weights))
+    assert q == by_hand
+    assert abs(q - fp32) <= 0.01 * fp32, (q, fp32)

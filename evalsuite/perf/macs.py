@@ -190,9 +190,20 @@ def onnx_macs(path_or_model: str | Path | Any, input_shape: tuple[int, ...]) -> 
 
 
 def onnx_parameters(path_or_model: str | Path | Any) -> int:
-    """Elements of the graph's floating-point initializers (the stored weights)."""
+    """Elements of the stored weights: floating-point initializers, and in a quantized (QDQ) graph
+    the integer initializers that a ``DequantizeLinear`` turns back into weights; the scales and
+    zero points of ``QuantizeLinear`` / ``DequantizeLinear`` are quantization parameters, not
+    weights, so an INT8 copy counts what its FP32 source counts."""
     from onnx import TensorProto
 
     model = load_onnx_graph(path_or_model) if isinstance(path_or_model, (str, Path)) else path_or_model
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
-    return int(sum(math.prod(init.dims) for init in model.graph.initializer if init.data_type in floats))
+    q_params: set[str] = set()
+    dequantized: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            q_params.update(node.input[1:])
+            if node.op_type == "DequantizeLinear" and node.input:
+                dequantized.add(node.input[0])
+    return int(sum(math.prod(init.dims) for init in model.graph.initializer
+                   if init.name not in q_params and (init.data_type in floats or init.name in dequantized)))
