@@ -208,3 +208,50 @@ def test_more_architectures_bridge_or_fallback(tmp_path, photo_folder, name, dyn
         return
     assert check["max_abs_diff"] <= 1e-3 * max(1.0, float(np.abs(model.predict(x)).max()))
     print(f"{name} dynamo={dynamo}: white-box, max |diff| {check['max_abs_diff']:.2g}")
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "timm"])
+def test_torch_formats_of_a_real_architecture(tmp_path, photo_folder, fmt):
+    """resnet10t saved as TorchScript (``torch.jit.trace`` + extra file), ``.pt2`` (``torch.export``)
+    and a safetensors checkpoint for ``timm:resnet10t``: the logits on the photographs match the torch
+    network's, and the white-box module agrees with ``predict`` and passes gradients to the pixels."""
+    import json
+
+    import timm
+    import torch
+
+    from evalsuite.models import load_model
+    from evalsuite.models.export import preprocessing_dict
+    from evalsuite.models.metadata import METADATA_KEY
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=len(CLASSES)).eval()
+    meta = json.dumps(preprocessing_dict(input_size=(SIZE, SIZE), resize=72, mean=MEAN, std=STD, class_names=CLASSES))
+    example = torch.rand(2, 3, SIZE, SIZE)
+    checkpoint = None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if fmt == "torchscript":
+            spec = str(tmp_path / "m.pt")
+            torch.jit.save(torch.jit.trace(net, example), spec, _extra_files={METADATA_KEY: meta})
+        elif fmt == "pt2":
+            spec = str(tmp_path / "m.pt2")
+            program = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},))
+            torch.export.save(program, spec, extra_files={METADATA_KEY: meta})
+        else:
+            from safetensors.torch import save_file
+
+            checkpoint = str(tmp_path / "w.safetensors")
+            save_file(net.state_dict(), checkpoint)
+            (tmp_path / "w.json").write_text(meta)  # the checkpoint's sidecar (64 px, not timm's 224)
+            spec = "timm:resnet10t"
+    model = load_model(spec, device="cpu", checkpoint=checkpoint)
+    assert model.info.input_size == (SIZE, SIZE) and model.info.class_names == tuple(CLASSES)
+    x = _real_batch(model, photo_folder)
+    ours = model.predict(x)
+    np.testing.assert_allclose(ours, _torch_reference(net, x, "NCHW", 3), rtol=0, atol=1e-4)
+    module, check = model.checked_torch_module(x, tolerance=1e-3, device="cpu")
+    assert check["used"] is False and check["max_abs_diff"] <= 1e-5
+    xg = x[:2].clone().requires_grad_(True)
+    module(xg).sum().backward()
+    assert xg.grad is not None and float(xg.grad.abs().sum()) > 0

@@ -22,6 +22,9 @@ class PixelSpaceModel(nn.Module):
     normalised by the first mean/std value. ``layout="NHWC"``: the normalised batch is permuted to
     ``N x H x W x C`` (tf2onnx / Keras exports). Defaults keep the plain NCHW RGB network. A
     network returning several outputs yields the first (the logits ``predict`` reads).
+    ``fixed_mode=True``: the network's train/eval mode was fixed when it was made (a
+    ``torch.export`` program, whose module refuses ``.train()`` / ``.eval()``), so switching the
+    wrapper's mode (callers and torchattacks do) leaves the network alone.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class PixelSpaceModel(nn.Module):
         *,
         layout: str = "NCHW",
         channels: int = 3,
+        fixed_mode: bool = False,
     ) -> None:
         super().__init__()
         if channel_order not in ("RGB", "BGR"):
@@ -42,12 +46,19 @@ class PixelSpaceModel(nn.Module):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
         self.network = network
+        self.fixed_mode = fixed_mode
         self.channel_order = channel_order
         self.layout = layout
         self.channels = channels
         stats = [[float(m) for m in mean][:channels], [float(s) for s in std][:channels]]
         self.register_buffer("mean", torch.tensor(stats[0]).view(1, channels, 1, 1))
         self.register_buffer("std", torch.tensor(stats[1]).view(1, channels, 1, 1))
+
+    def train(self, mode: bool = True) -> PixelSpaceModel:
+        if not self.fixed_mode:
+            return super().train(mode)
+        self.training = bool(mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels == 1:

@@ -129,14 +129,6 @@ def _extra_metadata(raw: Any, source: str) -> dict[str, Any]:
     return parse_metadata_json(raw, source)
 
 
-def _set_eval(wrapper: Any, exported: bool) -> Any:
-    """Eval mode; an exported graph's mode is fixed at export time, so only the wrapper is switched."""
-    if exported:
-        wrapper.training = False
-        return wrapper
-    return wrapper.eval()
-
-
 def _input_layout(shape: Any, source: str, declared: str | None) -> InputLayout:
     """Layout, channels and fixed batch/H/W of a .pt2 input (:func:`input_layout`)."""
     dims = [d if isinstance(d, int) else f"s{i}" for i, d in enumerate(shape)]
@@ -185,8 +177,8 @@ def _build(
                          f"a {fmt} model's first output is its logits")
     check_channel_stats(res, source)
     wrapper = PixelSpaceModel(network, v["mean"], v["std"], v["channel_order"], layout=v["layout"],
-                              channels=int(v["channels"]))
-    wrapper = _set_eval(wrapper.to(device), exported)
+                              channels=int(v["channels"]), fixed_mode=exported)
+    wrapper = wrapper.to(device).eval()  # an exported graph keeps the mode it was exported in (fixed_mode)
     dtypes = [p.dtype for p in network.parameters() if p.is_floating_point()]
     dtype = dtypes[0] if dtypes else torch.float32
     num_outputs = _num_outputs(wrapper, tuple(v["input_size"]), fixed_batch or 1, torch.device(device), dtype, source)
