@@ -17,11 +17,12 @@ import numpy as np
 
 from evalsuite.errors import DataError, UsageError
 from evalsuite.slices.bootstrap import replicates
-from evalsuite.slices.intervals import PairBand
+from evalsuite.slices.intervals import PAIR_LIMIT, PairBand
 from evalsuite.slices.metrics import (
     DEFAULT_N_BINS,
     METRICS,
     SUMMARY_DIRECTIONS,
+    ClassMap,
     GroupStats,
     RowStats,
     equalized_odds,
@@ -274,35 +275,48 @@ def audit_groups(
 @dataclass(frozen=True)
 class _Resampling:
     """What regenerates one audit's bootstrap replicates: the same seed gives the same draws, so a
-    second pass over them (when the rates were too many to keep) sees exactly the first pass's."""
+    second pass over them (when the rates were too many to keep) sees exactly the first pass's.
+
+    With ``classes`` the replicates are drawn in its compressed class layout (the touched classes
+    and one stand-in, :class:`~evalsuite.slices.metrics.ClassMap`), chunked as the full-width
+    draws are, so every replicate is the full-width one restricted to those columns.
+    """
 
     rows: RowStats
     codes: np.ndarray
     g: int
     n_boot: int
     seed: int
+    classes: ClassMap | None = None
 
     def chunks(self, method: str) -> tuple[str, Iterator[GroupStats]]:
         """(method used, iterator over chunks of replicate statistics)."""
-        return replicates(self.rows, self.codes, self.g, self.n_boot, self.seed, method)
+        if self.classes is None:
+            return replicates(self.rows, self.codes, self.g, self.n_boot, self.seed, method)
+        return replicates(self.classes.compress(self.rows), self.codes, self.g, self.n_boot, self.seed, method,
+                          chunk_classes=self.classes.n_classes)
 
 
 class _RateReplicates:
-    """Replicates of the per-group, per-class rates (:data:`RATES`) for the parity intervals.
+    """Replicates of the per-group, per-class rates (:data:`RATES`) for the parity intervals, of the
+    groups in ``groups`` (a mask: the eligible ones, the only ones the intervals use).
 
     Kept whole when ``keep`` (they fit in :data:`RATE_STORE_LIMIT`); otherwise only their running
     moments (count, sum, sum of squares over non-NaN replicates) are kept, so memory stays at
     groups x classes, and :meth:`passes` regenerates the replicates for the t statistics.
     """
 
-    def __init__(self, keep: bool, g: int, c: int) -> None:
+    def __init__(self, keep: bool, groups: np.ndarray, c: int) -> None:
         self.keep = keep
+        self.groups = groups
+        g = int(groups.sum())
         self._chunks: dict[str, list[np.ndarray]] = {r: [] for r in RATES}
         self._moments = {r: np.zeros((3, g, c)) for r in RATES}
         self._stored: dict[str, np.ndarray] = {}
 
     def add(self, rate: str, x: np.ndarray) -> None:
-        """One chunk of replicates ``(m, g, c)`` of ``rate``."""
+        """One chunk of replicates ``(m, G, c)`` of ``rate`` (every group; the others are dropped here)."""
+        x = x[:, self.groups]
         if self.keep:
             self._chunks[rate].append(x)
             return
@@ -327,31 +341,33 @@ class _RateReplicates:
         return se
 
     def passes(self, resampling: _Resampling, used: str) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(TPR, FPR, selection rate) replicate blocks: the stored ones (after :meth:`standard_errors`),
-        or a regeneration of the same replicates chunk by chunk."""
+        """(TPR, FPR, selection rate) replicate blocks of the kept groups: the stored ones (after
+        :meth:`standard_errors`), or a regeneration of the same replicates chunk by chunk."""
         if self.keep:
             return [(self._stored["tpr"], self._stored["fpr"], self._stored["selection_rate"])]
+        k = self.groups
         return (
-            (m["tpr"], m["fpr"], m["selection_rate"])
-            for m in (metrics_from_stats(ch) for ch in resampling.chunks(used)[1])
+            (m["tpr"][:, k], m["fpr"][:, k], m["selection_rate"][:, k])
+            for m in (metrics_from_stats(ch, resampling.classes) for ch in resampling.chunks(used)[1])
         )
 
 
 def _replicate_metrics(
-    resampling: _Resampling, method: str, detail: bool, rates: _RateReplicates
+    resampling: _Resampling, method: str, detail: bool, rates: _RateReplicates | None
 ) -> tuple[str, dict[str, np.ndarray]]:
     """(method used, replicates of every group and overall metric, ``(n_boot, ...)`` by key); the
-    rates also go to ``rates``."""
+    rates also go to ``rates`` (when given)."""
     used, chunks = resampling.chunks(method)
     vals: dict[str, list[np.ndarray]] = {}
     for chunk in chunks:
-        gm = metrics_from_stats(chunk)
-        om = metrics_from_stats(chunk.pooled())
+        gm = metrics_from_stats(chunk, resampling.classes)
+        om = metrics_from_stats(chunk.pooled(), resampling.classes)
         for name in METRICS:
             vals.setdefault(f"g.{name}", []).append(gm[name])
             vals.setdefault(f"o.{name}", []).append(om[name][:, 0])
         for r in RATES:
-            rates.add(r, gm[r])
+            if rates is not None:
+                rates.add(r, gm[r])
             if detail:
                 vals.setdefault(f"g.{r}", []).append(gm[r])
                 vals.setdefault(f"o.{r}", []).append(om[r][:, 0])
@@ -390,40 +406,56 @@ def _summary_cis(
 
 
 def _parity_t(
-    bands: dict[str, PairBand], passes: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], eligible: np.ndarray
+    bands: dict[str, PairBand], passes: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-replicate, per-class max-t statistics of equalized odds (the larger of the TPR and FPR
     bands' t) and of demographic parity (selection rate), ``(n_boot, c)`` each."""
     t_eo, t_dp = [], []
-    for tpr, fpr, sr in passes:
-        t_eo.append(np.fmax(bands["tpr"].t(tpr[:, eligible], per_class=True),
-                            bands["fpr"].t(fpr[:, eligible], per_class=True)))
-        t_dp.append(bands["selection_rate"].t(sr[:, eligible], per_class=True))
+    for tpr, fpr, sr in passes:  # already restricted to the eligible groups
+        t_eo.append(np.fmax(bands["tpr"].t(tpr, per_class=True), bands["fpr"].t(fpr, per_class=True)))
+        t_dp.append(bands["selection_rate"].t(sr, per_class=True))
     return np.concatenate(t_eo, axis=0), np.concatenate(t_dp, axis=0)
 
 
 def _parity_cis(
-    bands: dict[str, PairBand], teo: np.ndarray, tdp: np.ndarray, c: int, level: float, widen: float
+    bands: dict[str, PairBand], teo: np.ndarray, tdp: np.ndarray, level: float, widen: float,
+    classes: ClassMap | None = None,
 ) -> dict[str, np.ndarray]:
     """Intervals of equalized odds and demographic parity, over all classes (critical value of the
-    max over classes) and per class (``eod.class`` / ``dp.class``, ``(2, c)``), clipped to [0, 1]."""
+    max over classes) and per class (``eod.class`` / ``dp.class``, ``(2, C)``), clipped to [0, 1].
+
+    The per-class intervals are computed for every class at once (:meth:`PairBand.class_intervals`,
+    elementwise the scalar :meth:`PairBand.interval` of each class); with ``classes`` the bands are
+    in its compressed layout and the stand-in's interval is copied to every inactive class.
+    """
     ci = {}
     c_eo = widen * critical_value(nanmax(teo, 1), level)
     c_dp = widen * critical_value(nanmax(tdp, 1), level)
     eo_all = [bands[r].interval(c_eo) for r in ("tpr", "fpr")]
     ci["eod"] = _clip((_nanmax2(eo_all[0][0], eo_all[1][0]), _nanmax2(eo_all[0][1], eo_all[1][1])), 0.0, 1.0)
     ci["dp"] = _clip(bands["selection_rate"].interval(c_dp), 0.0, 1.0)
-    eoc = np.full((2, c), np.nan)
-    dpc = np.full((2, c), np.nan)
     ck_eo = widen * critical_value(teo, level)
     ck_dp = widen * critical_value(tdp, level)
-    for k in range(c):
-        a, b = bands["tpr"].interval(float(ck_eo[k]), cls=k), bands["fpr"].interval(float(ck_eo[k]), cls=k)
-        eoc[:, k] = _clip((_nanmax2(a[0], b[0]), _nanmax2(a[1], b[1])), 0.0, 1.0)
-        dpc[:, k] = _clip(bands["selection_rate"].interval(float(ck_dp[k]), cls=k), 0.0, 1.0)
+    a, b = bands["tpr"].class_intervals(ck_eo), bands["fpr"].class_intervals(ck_eo)
+    eoc = _clip_columns(np.stack([_nanmax2_columns(a[0], b[0]), _nanmax2_columns(a[1], b[1])]), 0.0, 1.0)
+    dpc = _clip_columns(np.stack(bands["selection_rate"].class_intervals(ck_dp)), 0.0, 1.0)
+    if classes is not None:
+        eoc, dpc = classes.expand(eoc), classes.expand(dpc)
     ci["eod.class"] = eoc
     ci["dp.class"] = dpc
     return ci
+
+
+def _nanmax2_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_nanmax2` elementwise."""
+    return np.where(np.isnan(a), b, np.where(np.isnan(b), a, np.where(b > a, b, a)))
+
+
+def _clip_columns(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """:func:`_clip` elementwise (non-finite values kept)."""
+    y = np.where(low > x, low, x)
+    y = np.where(high < y, high, y)
+    return np.where(np.isfinite(x), y, x)
 
 
 def _rate_factors(point: GroupStats) -> dict[str, np.ndarray]:
@@ -448,22 +480,39 @@ def _bootstrap(
     max-t intervals for the summaries, all widened by the small-group ``t`` factor.
     """
     c = rows.n_classes
-    resampling = _Resampling(rows, codes, g, n_boot, seed)
+    # Beyond the per-class detail, the replicates carry only the classes some row touches (plus one
+    # stand-in for the rest, :class:`ClassMap`): a 1000-class model on a few hundred rows resamples
+    # tens of columns instead of 1000, with every number unchanged.
+    classes = None if detail else ClassMap.of(rows)
+    resampling = _Resampling(rows, codes, g, n_boot, seed, classes)
     n_groups_rows = np.bincount(codes, minlength=g)
     widen = t_factor(int(n_groups_rows[eligible].min()) if eligible.any() else 0, level)
-    rates = _RateReplicates(n_boot * g * c * len(RATES) <= RATE_STORE_LIMIT, g, c)
+    n_eligible = int(eligible.sum())
+    # The parity intervals need two eligible groups; without them no rate replicate is used. Whether
+    # rates are kept or re-drawn is decided on the full width (the two give their standard errors
+    # by different, equally valid, formulas).
+    width = c if classes is None else classes.width
+    rates = (_RateReplicates(n_boot * g * c * len(RATES) <= RATE_STORE_LIMIT, eligible, width)
+             if n_eligible >= 2 else None)
     used, reps = _replicate_metrics(resampling, method, detail, rates)
     ci = {k: percentiles(v, level) for k, v in reps.items()}
     ci.update(_bca_intervals(rows, codes, g, reps, est, level))
     ci.update(_summary_cis(reps, est, eligible, level, widen, n_groups_rows))
+    if rates is None:
+        return used, ci
     # equalized odds and demographic parity: pairwise max-t bands over eligible groups, per class
     gm_point = metrics_from_stats(point)
     se = rates.standard_errors()
-    bands = {r: PairBand(gm_point[r][0][eligible], pooled_se(se[r][eligible], f[eligible], axis=0))
+    pairwise = (n_eligible * (n_eligible - 1) // 2) * c <= PAIR_LIMIT  # on the model's classes, as always
+
+    def layout(a: np.ndarray) -> np.ndarray:
+        return a if classes is None else classes.take(a)
+
+    bands = {r: PairBand(layout(gm_point[r][0][eligible]), pooled_se(se[r], layout(f[eligible]), axis=0),
+                         pairwise=pairwise)
              for r, f in _rate_factors(point).items()}
-    teo, tdp = _parity_t(bands, rates.passes(resampling, used), eligible)
-    if int(eligible.sum()) >= 2:
-        ci.update(_parity_cis(bands, teo, tdp, c, level, widen))
+    teo, tdp = _parity_t(bands, rates.passes(resampling, used))
+    ci.update(_parity_cis(bands, teo, tdp, level, widen, classes))
     return used, ci
 
 

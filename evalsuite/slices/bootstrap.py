@@ -145,9 +145,14 @@ def _apply(m: np.ndarray, wt: object) -> np.ndarray:
 
 def replicate_units(
     units: dict[str, np.ndarray], n_classes: int, n_groups: int, n_boot: int, rng: np.random.Generator, collapsed: bool,
-    n_bins: int,
+    n_bins: int, *, chunk_classes: int | None = None,
 ) -> Iterator[GroupStats]:
     """Chunks of ``(R, G, ...)`` replicate statistics (``n_bins`` confidence bins).
+
+    ``chunk_classes`` (default ``n_classes``) is the class count the chunk size is computed
+    from: units in a compressed class layout (:class:`~evalsuite.slices.metrics.ClassMap`) pass
+    the model's, so the chunks -- and with them the order of the random draws -- are the
+    full-width computation's.
 
     Per group and replicate, the resampled count of every unit is drawn -- row draw counts of
     :func:`evalsuite.stats.resample_counts` for rows, a multinomial over cells for collapsed cells -- and
@@ -167,7 +172,7 @@ def replicate_units(
         total = counts.sum()
         designs.append((int(total), counts / total if total else counts, _design(units, sel, c, nb, collapsed)))
     biggest = max((len(d[1]) for d in designs), default=1)
-    per_rep = max(biggest if not collapsed else 1, n_groups * (3 * c + 4 * nb))
+    per_rep = max(biggest if not collapsed else 1, n_groups * (3 * (c if chunk_classes is None else chunk_classes) + 4 * nb))
     chunk = max(1, min(n_boot, STATS_ELEMENTS // max(1, per_rep)))
     for r0 in range(0, n_boot, chunk):
         r = min(chunk, n_boot - r0)
@@ -205,9 +210,11 @@ def replicate_units(
 
 
 def replicates(
-    rows: RowStats, codes: np.ndarray, n_groups: int, n_boot: int, seed: int, method: str = "auto"
+    rows: RowStats, codes: np.ndarray, n_groups: int, n_boot: int, seed: int, method: str = "auto", *,
+    chunk_classes: int | None = None,
 ) -> tuple[str, Iterator[GroupStats]]:
-    """(method used, iterator over chunks of replicate statistics)."""
+    """(method used, iterator over chunks of replicate statistics); ``chunk_classes``: see
+    :func:`replicate_units`."""
     if method not in METHODS:
         raise ValueError(f"bootstrap method must be one of {', '.join(METHODS)}, got {method!r}")
     rng = np.random.default_rng(seed)
@@ -222,8 +229,8 @@ def replicates(
             method = choose_method(n, n_boot, len(cells["count"]))
     if method == "rows":
         return method, replicate_units(unit_table(rows, codes, collapse=False), c, n_groups, n_boot, rng, False,
-                                       rows.n_bins)
+                                       rows.n_bins, chunk_classes=chunk_classes)
     if cells is None:
         cells = unit_table(rows, codes, collapse=True)
-    return method, replicate_units(cells, c, n_groups, n_boot, rng, True, rows.n_bins)
+    return method, replicate_units(cells, c, n_groups, n_boot, rng, True, rows.n_bins, chunk_classes=chunk_classes)
 

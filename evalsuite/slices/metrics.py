@@ -173,6 +173,71 @@ class RowStats:
         )
 
 
+@dataclass(frozen=True)
+class ClassMap:
+    """The classes a condition's rows touch, so bootstrap replicates need not carry the others.
+
+    A class that no row has as its label or prediction has zero true, correct and predicted
+    counts in every group of every replicate (a replicate only redraws rows), so all such
+    classes have identical statistics: an undefined TPR, an FPR and selection rate of 0. The
+    bootstrap therefore works on ``active`` classes plus one *stand-in* column for all the
+    others (``C'`` columns instead of ``C``); :meth:`expand` copies the stand-in's per-class
+    results back to every inactive class, and :meth:`full_sum` adds a per-class quantity
+    (macro recall's numerator) over the original ``C`` columns in their original positions, so
+    every number is the one the full-width computation gives, bit for bit.
+    """
+
+    active: np.ndarray  # original indices of the touched classes, ascending
+    n_classes: int  # C, the model's classes
+
+    @classmethod
+    def of(cls, rows: RowStats) -> ClassMap | None:
+        """The map for ``rows``, or ``None`` when every class is touched (nothing to leave out)."""
+        touched = np.zeros(rows.n_classes, dtype=bool)
+        touched[rows.y] = True
+        touched[rows.pred[rows.pred >= 0]] = True
+        if touched.all():
+            return None
+        return cls(np.flatnonzero(touched), rows.n_classes)
+
+    @property
+    def width(self) -> int:
+        """``C'``: the touched classes and the stand-in column (the last)."""
+        return len(self.active) + 1
+
+    def compress(self, rows: RowStats) -> RowStats:
+        """``rows`` with classes renumbered ``0 .. C' - 2`` in their original order (the stand-in,
+        ``C' - 1``, is nobody's label or prediction)."""
+        code = self.columns()
+        pred = np.where(rows.pred >= 0, code[np.maximum(rows.pred, 0)], -1)
+        return RowStats(code[rows.y], pred, rows.conf, rows.nll, rows.bin, self.width, rows.n_bins)
+
+    def columns(self) -> np.ndarray:
+        """Column of every original class in the compressed layout: ``(C,)``."""
+        col = np.full(self.n_classes, self.width - 1, dtype=np.int64)
+        col[self.active] = np.arange(len(self.active))
+        return col
+
+    def expand(self, a: np.ndarray) -> np.ndarray:
+        """Per-class values ``(..., C')`` as ``(..., C)``: inactive classes take the stand-in's."""
+        return np.take(a, self.columns(), axis=-1)
+
+    def take(self, a: np.ndarray) -> np.ndarray:
+        """Full-width per-class values ``(..., C)`` in the compressed layout ``(..., C')`` (the
+        stand-in column is the first inactive class's)."""
+        stand_in = int(np.flatnonzero(self.columns() == self.width - 1)[0])
+        return np.take(a, np.r_[self.active, stand_in], axis=-1)
+
+    def full_sum(self, a: np.ndarray) -> np.ndarray:
+        """Sum over the model's classes of a per-class quantity ``(..., C')`` that is 0 for every
+        untouched class: the touched columns placed at their original positions in a zero
+        ``(..., C)`` array and summed there, so the floating-point additions (NumPy's pairwise
+        summation, whose grouping depends on the positions) are the full-width sum's."""
+        full = np.zeros(a.shape[:-1] + (self.n_classes,))
+        full[..., self.active] = a[..., : len(self.active)]
+        return full.sum(axis=-1)
+
+
 @dataclass
 class GroupStats:
     """Sufficient statistics per (replicate, group): every array has shape ``(R, G, ...)``."""
@@ -233,11 +298,13 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def metrics_from_stats(s: GroupStats) -> dict[str, np.ndarray]:
+def metrics_from_stats(s: GroupStats, classes: ClassMap | None = None) -> dict[str, np.ndarray]:
     """Every group metric from sufficient statistics.
 
     Returns ``(R, G)`` arrays for the scalar metrics and ``(R, G, C)`` arrays for ``tpr``,
     ``fpr`` and ``selection_rate``; ``NaN`` where a metric is undefined (empty group, absent class).
+    With ``classes``, ``s`` is in its compressed class layout (``C'`` columns, :class:`ClassMap`):
+    the per-class rates stay compressed, and macro recall is summed over the original classes.
     """
     n = s.n
     correct = s.tp.sum(axis=-1)
@@ -246,7 +313,9 @@ def metrics_from_stats(s: GroupStats) -> dict[str, np.ndarray]:
     neg = n[..., None] - s.pos
     fpr = _div(s.predc - s.tp, neg)
     present = s.pos > 0
-    macro = _div(np.where(present, tpr, 0.0).sum(axis=-1), present.sum(axis=-1).astype(np.float64))
+    recalls = np.where(present, tpr, 0.0)
+    total = recalls.sum(axis=-1) if classes is None else classes.full_sum(recalls)
+    macro = _div(total, present.sum(axis=-1).astype(np.float64))
     nf = s.bin_n.sum(axis=-1)
     ece = ece_from_sums(s.bin_n, s.bin_conf, s.bin_correct)
     return {

@@ -30,6 +30,7 @@ data exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -88,6 +89,40 @@ def _reflect(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values[:, ::-1][:, :-1], values, values[:, ::-1][:, 1:]], axis=1)
 
 
+def _reflect_padded(values: np.ndarray, size: int) -> np.ndarray:
+    """:func:`_reflect` written into zeros ``size`` columns wide: the array ``rfft(_reflect(values), size)``
+    zero-pads to, built in place (the same transform input, without the padding copy)."""
+    k, points = values.shape
+    out = np.empty((k, size))
+    out[:, : points - 1] = values[:, :0:-1]
+    out[:, points - 1 : 2 * points - 1] = values
+    out[:, 2 * points - 1 : 3 * points - 2] = values[:, -2::-1]
+    out[:, 3 * points - 2 :] = 0.0
+    return out
+
+
+@lru_cache(maxsize=128)
+def _kernel_spectrum(sigma: float, points: int) -> np.ndarray:
+    """``rfft(_kernel(sigma, points), _fft_size(points))``, kept per bandwidth: bisections of every
+    condition and replicate meet the same dyadic bandwidths. Read-only."""
+    from scipy.fft import rfft
+
+    spec = rfft(_kernel(sigma, points), _fft_size(points))
+    spec.setflags(write=False)
+    return spec
+
+
+@lru_cache(maxsize=128)
+def _mesh_weights(sigma: float) -> tuple[int, int, np.ndarray]:
+    """(grid points, mesh points, :func:`_density_weights` on that mesh) of bandwidth ``sigma``,
+    kept per bandwidth (an ``O(points^2)`` correlation each). The weights are read-only."""
+    points = grid_size(sigma)
+    t = np.linspace(0, 1, mesh_size(sigma))
+    v = _density_weights(sigma, points, t)
+    v.setflags(write=False)
+    return points, len(t), v
+
+
 def _reflect_convolve(values: np.ndarray, sigma: float) -> np.ndarray:
     """Rows of grid ``values`` (``k x E``) reflected at both ends and convolved with the kernel
     (``np.convolve(reflected, kernel, "valid")[E // 2 : E // 2 + E]``, by FFT)."""
@@ -129,40 +164,62 @@ def _density_weights(sigma: float, points: int, t: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _GridSums:
-    """Per-replicate grid sums of a per-sample value (its reflected spectrum) and of the count, per grid size."""
+    """Per-replicate grid sums of a per-sample value (its reflected spectrum) and of the count, per
+    grid size, and the bisection's cheap bounds."""
 
     confidence: np.ndarray
     values: np.ndarray  # per-sample value spread on the grid (the residual f - y)
     w: np.ndarray
-    cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    cache: dict[int, tuple[np.ndarray, np.ndarray]]
 
-    def get(self, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(rfft of the reflected residual grids, residual grids, |residual| grids, count grids) of every
-        replicate on ``points`` grid points."""
+    def get(self, points: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rfft of the reflected residual grids, count grids) of every replicate on ``points`` grid
+        points: what a full evaluation (:func:`_smooth_at`) needs, built the first time one runs there."""
         from scipy.fft import rfft
 
         if points not in self.cache:
             a = _spread_matrix(self.confidence, points)
             wt = self.w.T
             g_v = np.asarray((a.multiply(self.values[:, None]).tocsr().T @ wt).T)
-            g_abs = np.asarray((a.multiply(np.abs(self.values)[:, None]).tocsr().T @ wt).T)
-            spec = rfft(_reflect(g_v), _fft_size(points), axis=1)
-            self.cache[points] = (spec, g_v, g_abs, np.asarray((a.T @ wt).T))
+            size = _fft_size(points)
+            spec = rfft(_reflect_padded(g_v, size), size, axis=1)
+            self.cache[points] = (spec, np.asarray((a.T @ wt).T))
         return self.cache[points]
+
+    def bounds(self, rows: np.ndarray, points: int, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(g_r @ v, g_abs @ v, g_1 @ v)`` for the replicates ``rows``, where ``g_*`` are their grids
+        of the residual, its absolute value and the count on ``points`` points and ``v`` a weight
+        per grid point (:func:`_density_weights`).
+
+        Computed as ``w @ (value_i * (A v)_i)`` with ``A`` the spreading (:func:`_spread_matrix`):
+        the same sums in another order, ``n`` values per replicate instead of a grid, so no grid is
+        built for a bandwidth that the bounds settle. Only the bisection's decisions use them, with
+        a margin (``_BOUND_MARGIN``) far above the rounding this reordering changes.
+        """
+        pos = self.confidence * (points - 1)
+        lo = pos.astype(np.int64).clip(0, points - 2)
+        frac = pos - lo
+        av = (1.0 - frac) * v[lo] + frac * v[lo + 1]
+        w = self.w[rows]
+        return w @ (self.values * av), w @ (np.abs(self.values) * av), w @ av
 
 
 def _smooth_at(sums: _GridSums, rows: np.ndarray, sigma: float) -> np.ndarray:
     """smECE at one bandwidth for the replicates ``rows``: ``sum_t |K * r| / sum_t (K * 1 + eps)``."""
-    from scipy.fft import irfft, rfft
+    from scipy.fft import irfft
 
     points = grid_size(sigma)
-    spec_r, _, _, g_1 = sums.get(points)
+    spec_r, g_1 = sums.get(points)
+    # every replicate: the spectra as they are (a copy of ~m x 1.5 points complex values saved); the
+    # count grids are still taken by index, whose row-major copy fixes the matrix product's order
+    spec_r = spec_r if len(rows) == len(g_1) and np.array_equal(rows, np.arange(len(g_1))) else spec_r[rows]
+    g_1 = g_1[rows]
     size = _fft_size(points)
     off = points - 1 + points // 2
-    smoothed = irfft(spec_r[rows] * rfft(_kernel(sigma, points), size), size, axis=1)[:, off : off + points]
+    smoothed = irfft(spec_r * _kernel_spectrum(sigma, points), size, axis=1)[:, off : off + points]
     t = np.linspace(0, 1, mesh_size(sigma))
     ys = _interpolate(t, smoothed)
-    denominator = g_1[rows] @ _density_weights(sigma, points, t) + len(t) * DENSITY_EPS
+    denominator = g_1 @ _mesh_weights(sigma)[2] + len(t) * DENSITY_EPS
     return np.abs(ys).sum(axis=1) / denominator
 
 
@@ -190,13 +247,11 @@ def _below(sums: _GridSums, sigmas: np.ndarray, rows: np.ndarray) -> np.ndarray:
     for s in np.unique(sigmas):
         pick = np.flatnonzero(sigmas == s)
         sigma = float(s)
-        points = grid_size(sigma)
-        _, g_r, g_abs, g_1 = sums.get(points)
-        t = np.linspace(0, 1, mesh_size(sigma))
-        v = _density_weights(sigma, points, t)
+        points, mesh, v = _mesh_weights(sigma)
         r = rows[pick]
-        denominator = g_1[r] @ v + len(t) * DENSITY_EPS
-        lower, upper = np.abs(g_r[r] @ v) / denominator, (g_abs[r] @ v) / denominator
+        sum_r, sum_abs, sum_1 = sums.bounds(r, points, v)
+        denominator = sum_1 + mesh * DENSITY_EPS
+        lower, upper = np.abs(sum_r) / denominator, sum_abs / denominator
         yes, no = lower > sigma * (1 + _BOUND_MARGIN), upper < sigma * (1 - _BOUND_MARGIN)
         out[pick[yes]], out[pick[no]] = True, False
         open_ = ~(yes | no)
