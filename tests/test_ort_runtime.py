@@ -132,3 +132,47 @@ def test_tensorrt_is_opt_in_with_an_engine_cache(monkeypatch, tmp_path):
                     "trt_fp16_enable": False}
     monkeypatch.setenv("EVALSUITE_ORT_FP16", "1")
     assert tensorrt_options(0)["trt_fp16_enable"] is True
+
+
+def test_fp16_graph_keeps_float32_io_and_the_predictions(digits_onnx):
+    """The float16 graph of ``EVALSUITE_ORT_FP16=1``: float32 in and out, float16 weights, the same
+    top-1 and logits within float16 rounding of the float32 graph (run here on the CPU provider)."""
+    import onnx
+    import onnxruntime as ort
+
+    from evalsuite.models.onnx_model import fp16_graph
+
+    half = fp16_graph(digits_onnx)
+    graph = onnx.load_from_string(half).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    s16 = ort.InferenceSession(half, providers=["CPUExecutionProvider"])
+    s32 = _session(digits_onnx)
+    x = np.random.default_rng(3).normal(size=(16, 3, 32, 32)).astype(np.float32)
+    name = s32.get_inputs()[0].name
+    a, b = s16.run(None, {name: x})[0], s32.run(None, {name: x})[0]
+    assert a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=2e-2 * max(1.0, float(np.abs(b).max())))
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+
+
+def test_fp16_applies_to_gpu_sessions_only_and_falls_back_to_float32(digits_onnx, monkeypatch, caplog):
+    from evalsuite.errors import ModelError
+    from evalsuite.models import onnx_model
+
+    monkeypatch.setenv("EVALSUITE_ORT_FP16", "1")
+    session, _ = onnx_model.open_session(digits_onnx, "cpu")  # a CPU session is never converted
+    assert session.evalsuite_precision == "float32"
+    # a session meant for the GPU (provider list stubbed to the CPU one so it opens here)
+    monkeypatch.setattr(onnx_model, "_providers_for", lambda device: (["CPUExecutionProvider"], "cuda:0"))
+    session, _ = onnx_model.open_session(digits_onnx, "auto")
+    assert session.evalsuite_precision == "float16"
+
+    def broken(path):
+        raise ModelError(f"{path}: cannot convert the graph to float16 (test)")
+
+    monkeypatch.setattr(onnx_model, "fp16_graph", broken)
+    with caplog.at_level("WARNING"):
+        session, _ = onnx_model.open_session(digits_onnx, "auto")
+    assert session.evalsuite_precision == "float32" and "running it in float32" in caplog.text

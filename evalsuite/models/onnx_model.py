@@ -105,6 +105,33 @@ def tensorrt_options(device_id: int) -> dict[str, Any]:
             "trt_fp16_enable": os.environ.get("EVALSUITE_ORT_FP16", "0") == "1"}
 
 
+def fp16_graph(path: str | Path) -> bytes:
+    """The model with float16 weights and arithmetic but float32 inputs and outputs (serialised),
+    by onnxruntime's own converter (``onnxruntime.transformers.float16``): the CUDA provider's
+    FP16 run of ``EVALSUITE_ORT_FP16=1``. Logits move in the third decimal; the converter keeps
+    float32 where an op has no float16 kernel."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            half = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds; the model then runs in float32
+        raise ModelError(f"{path}: cannot convert the graph to float16 ({one_line(exc)})") from None
+    return half.SerializeToString()
+
+
+def open_session_fp32(path: str | Path, device: str = "auto") -> tuple[Any, str]:
+    """:func:`open_session` without the float16 conversion."""
+    saved = os.environ.pop("EVALSUITE_ORT_FP16", None)
+    try:
+        return open_session(path, device)
+    finally:
+        if saved is not None:
+            os.environ["EVALSUITE_ORT_FP16"] = saved
+
+
 def open_session(path: str | Path, device: str = "auto") -> tuple[Any, str]:
     """An onnxruntime session for ``path`` and the torch device its inputs should live on."""
     import onnxruntime as ort
@@ -120,12 +147,22 @@ def open_session(path: str | Path, device: str = "auto") -> tuple[Any, str]:
     # 2-core machine ran the demo model 30% faster (benchmarks/bench_clean.py).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    source: Any = str(path)
+    if torch_device != "cpu" and os.environ.get("EVALSUITE_ORT_FP16", "0") == "1":
+        try:
+            source = fp16_graph(path)
+        except ModelError as exc:
+            log.warning("%s; running it in float32", exc)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            session = ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as exc:
-        raise ModelError(f"not an ONNX model onnxruntime can load: {path} ({one_line(exc)})") from None
+        if not isinstance(source, bytes):
+            raise ModelError(f"not an ONNX model onnxruntime can load: {path} ({one_line(exc)})") from None
+        log.warning("%s: the float16 graph does not load (%s); running it in float32", path, one_line(exc))
+        return open_session_fp32(path, device)
+    session.evalsuite_precision = "float16" if isinstance(source, bytes) else "float32"
     used = session.get_providers()
     if torch_device != "cpu" and "CUDAExecutionProvider" not in used and "TensorrtExecutionProvider" not in used:
         if str(device).strip().lower() == "auto":
@@ -534,6 +571,7 @@ def load_onnx(path: str | Path, *, device: str = "auto", overrides: dict[str, An
     v = res.values
     extra = {
         "providers": session.get_providers(),
+        **({"precision": "float16"} if getattr(session, "evalsuite_precision", "float32") == "float16" else {}),
         "input_name": inp.name,
         "input_shape": shape,
         "output_name": out.name,

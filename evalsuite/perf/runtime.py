@@ -54,10 +54,17 @@ def _session_with_threads(path: Any, serving: Any, threads: int) -> Any:
     opts.log_severity_level = 3
     given = serving.get_provider_options()
     providers = [(p, dict(given.get(p, {}))) for p in serving.get_providers()]
+    source: Any = str(path)
+    if getattr(serving, "evalsuite_precision", "float32") == "float16":  # the graph that serves, not the file's
+        from evalsuite.models.onnx_model import fp16_graph
+
+        source = fp16_graph(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+            session.evalsuite_precision = getattr(serving, "evalsuite_precision", "float32")
+            return session
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds
         raise ModelError(f"{path}: cannot open a measurement session with {threads} threads ({str(exc)[:160]})") from None
 
