@@ -382,12 +382,9 @@ class AdversarialSuite(Suite):
     # ----------------------------------------------------------------------------- conditions
 
     def _subset_positions(self, run: RunContext, seed: int) -> np.ndarray:
-        from evalsuite.data.sampling import stratified_indices
+        from evalsuite.data.sampling import subset_positions
 
-        total = len(run.labels)
-        if self.n is None or self.n >= total:
-            return np.arange(total, dtype=np.int64)
-        return np.asarray(stratified_indices(np.asarray(run.labels), self.n, seed), dtype=np.int64)
+        return subset_positions(np.asarray(run.labels), self.n, seed)  # the rule the perturbation suites share
 
     def _real_inputs(self, run: RunContext, positions: np.ndarray, k: int) -> Any:
         if run.image_source is None or len(positions) == 0:
