@@ -363,6 +363,13 @@ def estimate_run(plan: RunPlan) -> tuple[list[Any], Any]:
     probe = source.get(source.valid[: plan.config.batch_size * 3])
     rates = probe_rates(plan.model, probe, plan.config.batch_size, plan.device,
                         gradient=any(p.gradient_passes for p in plans))
+    if plan.reference is not None:  # run --reference: the reference's predictions and attack twins too
+        from evalsuite.run_estimate import add_reference_work
+
+        reference_rates = probe_rates(plan.reference, probe, plan.config.batch_size, plan.device,
+                                      gradient=bool(plan.reference_twins))
+        add_reference_work(plans, plan.conditions, samples,
+                           lambda c: c if not c.uses_model else plan.reference_twins.get(c.key), rates, reference_rates)
     return plans, rates
 
 

@@ -121,6 +121,30 @@ def build_plan(conditions: Sequence[Any], samples: dict[str, int]) -> list[Suite
     return list(plans.values())
 
 
+def add_reference_work(plans: Sequence[SuitePlan], conditions: Sequence[Any], samples: dict[str, int],
+                       twin_of: Any, rates: Rates, reference_rates: Rates) -> None:
+    """Add the reference model's work of ``run --reference`` to each suite's plan, in the
+    candidate's pass units (scaled by the two models' probed rates, so the seconds are right).
+
+    ``twin_of(condition)`` is the condition the reference is scored on (itself, an attack's twin,
+    or None); a condition that does not need the model costs the reference its forward passes only,
+    since both models predict the same perturbed tensor.
+    """
+    fwd_ratio = reference_rates.forward_s / rates.forward_s if rates.forward_s > 0 else 1.0
+    ref_grad = reference_rates.gradient_s if reference_rates.gradient_s is not None else 3.0 * reference_rates.forward_s
+    cand_grad = rates.gradient_s if rates.gradient_s is not None else 3.0 * rates.forward_s
+    grad_ratio = ref_grad / cand_grad if cand_grad > 0 else 1.0
+    by_suite = {p.suite: p for p in plans}
+    for c in conditions:
+        twin = twin_of(c)
+        if twin is None:
+            continue
+        fwd, grad = twin.cost(samples[c.key])
+        p = by_suite[c.suite]
+        p.forward_passes += fwd * fwd_ratio
+        p.gradient_passes += grad * grad_ratio
+
+
 def clean_pass_multiple(plans: Sequence[SuitePlan], rates: Rates) -> float | None:
     """The run's estimated model time over that of one clean pass (None without a clean condition):
     ``1 + sum over perturbed conditions of n_c / N`` when every pass costs a forward pass, more

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from evalsuite.run_estimate import Rates, RunProgress, SuitePlan, build_plan, format_seconds, probe_rates
+from evalsuite.run_estimate import (
+    Rates,
+    RunProgress,
+    SuitePlan,
+    add_reference_work,
+    build_plan,
+    format_seconds,
+    probe_rates,
+)
 from tests.trust_cli import run_cli
 
 
@@ -39,6 +47,22 @@ class _Cond:
 
     def cost(self, n):
         return float(n), self.grad * n
+
+
+def test_reference_work_is_added_in_the_candidate_pass_units():
+    """run --reference: the reference predicts every shared condition (forward passes only) and its
+    attack twins, scaled by its own rates: a reference twice as slow costs twice the passes."""
+    conds = [_Cond("clean", "clean"), _Cond("corruption/fog/1", "corruption"), _Cond("attack/linf/8_255", "adversarial", grad=10)]
+    samples = {"clean": 100, "corruption/fog/1": 100, "attack/linf/8_255": 20}
+    plans = build_plan(conds, samples)
+    twin = _Cond("attack/linf/8_255", "adversarial", grad=10)
+    add_reference_work(plans, conds, samples, lambda c: twin if c.grad else c, Rates(0.001, 0.004), Rates(0.002, 0.004))
+    clean, corr, adv = plans
+    assert (clean.forward_passes, corr.forward_passes) == (300.0, 300.0)  # 100 + 2 x 100
+    assert (adv.forward_passes, adv.gradient_passes) == (60.0, 400.0)  # attack twin: 20 + 2 x 20, 200 + 1 x 200
+    no_twin = build_plan(conds, samples)
+    add_reference_work(no_twin, conds, samples, lambda c: None if c.grad else c, Rates(0.001, 0.004), Rates(0.001, 0.004))
+    assert no_twin[2].forward_passes == 20.0 and no_twin[2].gradient_passes == 200.0  # no twin: nothing added
 
 
 def test_probe_recovers_an_injected_cost_per_batch():
