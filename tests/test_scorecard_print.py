@@ -31,7 +31,12 @@ def scorecard(digits_onnx, tmp_path_factory) -> Path:
     from evalsuite.cli import main
 
     out = tmp_path_factory.mktemp("scorecard") / "run"
-    assert main(["run", str(digits_onnx), "--data", "builtin:digits", "--limit", "120", "--out", str(out)]) in (0, 1)
+    # standard plus the sections of #19: performance (both models), the paired comparison and
+    # the preprocessing parity check (in standard), so every section is printed and checked
+    assert main(["run", str(digits_onnx), "--data", "builtin:digits", "--limit", "120", "--suite", "standard,performance",
+                 "--reference", str(digits_onnx), "--out", str(out)]) in (0, 1)
+    html = (out / "scorecard.html").read_text(encoding="utf-8")
+    assert all(f'id="section-{name}"' in html for name in ("compare", "preprocessing", "performance"))
     return out / "scorecard.html"
 
 
