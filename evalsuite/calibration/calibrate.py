@@ -26,31 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.errors import EvalsuiteError, ModelError, UsageError
+from evalsuite.errors import ModelError, UsageError
+from evalsuite.verification import Check, VerificationError
 
 log = logging.getLogger(__name__)
 
 #: ``|new - original / T| <= RTOL * |original / T| + ATOL * max(1, max |original / T|)``.
 RTOL = 1e-5
 ATOL = 1e-6
-
-
-class VerificationError(EvalsuiteError):
-    """The calibrated model failed a check; nothing was written. Exit code 1 (like a failed gate)."""
-
-    exit_code = 1
-
-
-@dataclass
-class Check:
-    """One verification check."""
-
-    name: str
-    passed: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
 
 
 @dataclass

@@ -8,8 +8,6 @@ the failed check is named); 2 bad input (missing files, bad flags, an existing o
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 
@@ -65,8 +63,9 @@ def register(subparsers: Any) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Handler of ``evalsuite calibrate``; returns the exit code."""
-    from evalsuite.calibration.calibrate import VerificationError, calibrate_model
+    from evalsuite.calibration.calibrate import calibrate_model
     from evalsuite.cli_args import model_overrides
+    from evalsuite.verification import VerificationError, report, report_failure
 
     try:
         outcome = calibrate_model(
@@ -85,28 +84,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             force=args.force,
         )
     except VerificationError as exc:
-        failed = getattr(exc, "outcome", None)
-        if failed is not None:
-            sys.stdout.write("\n".join(failed.summary_lines()) + "\n")
-            _write_json(args.json, failed.to_dict())
+        report_failure(exc, args.json)
         raise
-    sys.stdout.write("\n".join(outcome.summary_lines()) + "\n")
-    _write_json(args.json, outcome.to_dict())
+    report(outcome, args.json)
     return 0
-
-
-def _write_json(target: str | None, data: dict[str, Any]) -> None:
-    if not target:
-        return
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        return
-    from pathlib import Path
-
-    from evalsuite.errors import UsageError
-
-    try:
-        Path(target).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write --json {target}: {exc.strerror or exc}") from None

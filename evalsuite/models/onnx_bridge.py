@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,20 +354,29 @@ def _random_inputs(info: Any) -> Any:
     return torch.rand(_RANDOM_CHECK_BATCH, 3, h, w, generator=gen)
 
 
+@contextmanager
+def full_fp32() -> Iterator[None]:
+    """TF32 off for CUDA matmuls and convolutions inside the block (full float32, as onnxruntime's
+    CPU kernels compute), restored after."""
+    import torch
+
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+
+
 def logit_difference(module: Any, model: Any, inputs: Any) -> tuple[float, float]:
     """(max |bridge - model.predict|, max |model.predict|) on ``inputs`` (float NCHW in [0, 1])."""
     import torch
 
     dev = next((b.device for b in module.buffers()), torch.device("cpu"))
     x = inputs.detach().to(dev, torch.float32)
-    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        with torch.no_grad():
-            ours = module(x).detach().float().cpu().numpy()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+    with full_fp32(), torch.no_grad():
+        ours = module(x).detach().float().cpu().numpy()
     ref = np.asarray(model.predict(inputs), dtype=np.float64)
     if ours.shape != ref.shape:
         raise ModelError(f"ONNX gradient bridge: logits shape {ours.shape} differs from onnxruntime's {ref.shape}")

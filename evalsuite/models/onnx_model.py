@@ -132,6 +132,20 @@ def open_session_fp32(path: str | Path, device: str = "auto") -> tuple[Any, str]
             os.environ["EVALSUITE_ORT_FP16"] = saved
 
 
+def session_options(threads: int) -> Any:
+    """The onnxruntime session options of every session evalsuite opens, with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    # Spinning workers steal the CPU from the decoding/perturbation thread between runs; off, a
+    # 2-core machine ran the demo model 30% faster (benchmarks/bench_clean.py).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
 def open_session(path: str | Path, device: str = "auto") -> tuple[Any, str]:
     """An onnxruntime session for ``path`` and the torch device its inputs should live on."""
     import onnxruntime as ort
@@ -140,13 +154,7 @@ def open_session(path: str | Path, device: str = "auto") -> tuple[Any, str]:
     if conflict:
         log.warning(conflict)
     providers, torch_device = _providers_for(device)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    # Spinning workers steal the CPU from the decoding/perturbation thread between runs; off, a
-    # 2-core machine ran the demo model 30% faster (benchmarks/bench_clean.py).
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
+    opts = session_options(os.cpu_count() or 1)
     source: Any = str(path)
     if torch_device != "cpu" and os.environ.get("EVALSUITE_ORT_FP16", "0") == "1":
         try:
@@ -421,7 +429,7 @@ class OnnxModel(Model):
         """Logits from the bridge on the GPU, or None when the bridge is (now) unusable."""
         import torch
 
-        from evalsuite.models.onnx_bridge import bridge_for
+        from evalsuite.models.onnx_bridge import bridge_for, full_fp32
 
         cfg = self.cuda_bridge
         t = torch.as_tensor(x) if not hasattr(x, "detach") else x.detach()
@@ -432,13 +440,8 @@ class OnnxModel(Model):
             except ModelError as exc:
                 self._bridge_off(f"the gradient bridge cannot stand in for onnxruntime on {cfg['device']} ({exc})")
                 return None
-        prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        try:  # full fp32 matmuls and convolutions: the numbers onnxruntime's CPU kernels give
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-            with torch.no_grad():
-                logits = self._bridge(t.to(cfg["device"], torch.float32)).float().cpu().numpy()
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+        with full_fp32(), torch.no_grad():  # the arithmetic onnxruntime's CPU kernels do
+            logits = self._bridge(t.to(cfg["device"], torch.float32)).float().cpu().numpy()
         if self._check_key is not None and len(logits):
             key, self._check_key = self._check_key, None
             k = min(cfg["check_samples"], len(logits))

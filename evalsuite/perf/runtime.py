@@ -47,17 +47,13 @@ def onnx_threads(session: Any) -> int:
 def _session_with_threads(path: Any, serving: Any, threads: int) -> Any:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as open_session does
-    opts.log_severity_level = 3
+    from evalsuite.models.onnx_model import fp16_graph, session_options
+
+    opts = session_options(threads)  # the serving session's options but the thread count
     given = serving.get_provider_options()
     providers = [(p, dict(given.get(p, {}))) for p in serving.get_providers()]
     source: Any = str(path)
     if getattr(serving, "evalsuite_precision", "float32") == "float16":  # the graph that serves, not the file's
-        from evalsuite.models.onnx_model import fp16_graph
-
         source = fp16_graph(path)
     try:
         with warnings.catch_warnings():

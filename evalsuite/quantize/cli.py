@@ -14,7 +14,6 @@ run's. ``docs/quantize.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     """Handler of ``evalsuite quantize``; returns the exit code."""
     from evalsuite.cli_args import model_overrides
     from evalsuite.quantize.core import QuantizeVerificationError, quantize_model
+    from evalsuite.verification import report, report_failure
 
     if str(args.device).strip().lower() not in ("auto", "cpu"):
         from evalsuite.errors import UsageError
@@ -98,13 +98,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             force=args.force,
         )
     except QuantizeVerificationError as exc:
-        failed = getattr(exc, "outcome", None)
-        if failed is not None:
-            sys.stdout.write("\n".join(failed.summary_lines()) + "\n")
-            _write_json(args.json, failed.to_dict())
+        report_failure(exc, args.json)
         raise
-    sys.stdout.write("\n".join(outcome.summary_lines()) + "\n")
-    _write_json(args.json, outcome.to_dict())
+    report(outcome, args.json)
     if evaluation is None:
         return 0
     from evalsuite.api import run
@@ -152,19 +148,3 @@ def evaluation_lines(results: dict[str, Any], outcomes: list[Any], out_dir: Any)
             lines.append(f"  {o.status} {o.gate.name}: {o.message}")
     lines.append(f"scorecard: {Path(str(out_dir)) / 'scorecard.html'}")
     return lines
-
-
-def _write_json(target: str | None, data: dict[str, Any]) -> None:
-    if not target:
-        return
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if target == "-":
-        sys.stdout.write(text)
-        return
-    from evalsuite.atomic_io import atomic_write_text
-    from evalsuite.errors import UsageError
-
-    try:
-        atomic_write_text(target, text)
-    except OSError as exc:
-        raise UsageError(f"cannot write --json {target}: {exc.strerror or exc}") from None

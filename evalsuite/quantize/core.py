@@ -39,6 +39,7 @@ import numpy as np
 
 from evalsuite.errors import EvalsuiteError, ModelError, UsageError
 from evalsuite.quantize import RECORD_KEY
+from evalsuite.verification import Check, VerificationError
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,8 @@ CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Pe
 DEFAULT_SAMPLES = 256
 
 
-class QuantizeVerificationError(EvalsuiteError):
+class QuantizeVerificationError(VerificationError):
     """The INT8 model failed a check; nothing was written. Exit code 1 (like a failed gate)."""
-
-    exit_code = 1
-
-
-@dataclass
-class Check:
-    """One verification check of the written candidate."""
-
-    name: str
-    passed: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
 
 
 @dataclass

@@ -117,14 +117,7 @@ class PairBand:
         se = self.group_se if self.group_se.ndim > 1 else self.group_se[:, None]
         if cls is not None:
             v, se = v[:, cls : cls + 1], se[:, cls : cls + 1]
-        upper_b, lower_b = v + c * se, v - c * se
-        # upper: max over i != j of U_i - L_j; lower: max over i != j of L_i - U_j (then >= 0)
-        iu, u1, u2 = _top2(upper_b, largest=True)
-        il, l1, l2 = _top2(lower_b, largest=False)
-        hi = np.where(iu != il, u1 - l1, np.fmax(u1 - l2, u2 - l1))
-        jl, m1, m2 = _top2(lower_b, largest=True)
-        ju, n1, n2 = _top2(upper_b, largest=False)
-        lo = np.where(jl != ju, m1 - n1, np.fmax(m1 - n2, m2 - n1))
+        lo, hi = _gap_bounds(v + c * se, v - c * se)
         hi = hi[np.isfinite(hi)]
         lo = lo[np.isfinite(lo)]
         if hi.size == 0:
@@ -144,16 +137,23 @@ class PairBand:
             lo = _nanmax0(a - c * self.se)
             hi = _nanmax0(a + c * self.se)
             return np.where(np.isfinite(lo), np.where(lo > 0.0, lo, 0.0), lo), hi
-        upper_b, lower_b = self.values + c * self.group_se, self.values - c * self.group_se
-        iu, u1, u2 = _top2(upper_b, largest=True)
-        il, l1, l2 = _top2(lower_b, largest=False)
-        hi = np.where(iu != il, u1 - l1, np.fmax(u1 - l2, u2 - l1))
-        jl, m1, m2 = _top2(lower_b, largest=True)
-        ju, n1, n2 = _top2(upper_b, largest=False)
-        lo = np.where(jl != ju, m1 - n1, np.fmax(m1 - n2, m2 - n1))
+        lo, hi = _gap_bounds(self.values + c * self.group_se, self.values - c * self.group_se)
         ok = np.isfinite(hi)
         lower = np.where(np.isfinite(lo), np.where(lo > 0.0, lo, 0.0), 0.0)
         return np.where(ok, lower, math.nan), np.where(ok, hi, math.nan)
+
+
+def _gap_bounds(upper_b: np.ndarray, lower_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, ``(max over i != j of L_i - U_j, max over i != j of U_i - L_j)`` of groups' upper
+    and lower bounds (rows), from each column's top two instead of all pairs: the raw ends of
+    the largest gap's interval (the lower end before clipping at 0)."""
+    iu, u1, u2 = _top2(upper_b, largest=True)
+    il, l1, l2 = _top2(lower_b, largest=False)
+    hi = np.where(iu != il, u1 - l1, np.fmax(u1 - l2, u2 - l1))
+    jl, m1, m2 = _top2(lower_b, largest=True)
+    ju, n1, n2 = _top2(upper_b, largest=False)
+    lo = np.where(jl != ju, m1 - n1, np.fmax(m1 - n2, m2 - n1))
+    return lo, hi
 
 
 def _nanmax0(a: np.ndarray) -> np.ndarray:
